@@ -1,0 +1,52 @@
+# fpgacsp: one entry point for setting up, running and testing. Every install step lives here.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROTO_SRC := proto/src
+PROTOS := $(wildcard $(PROTO_SRC)/fpgacsp_proto/v1/*.proto)
+STUBS := $(PROTOS:.proto=_pb2.py)
+DATA ?= ../shared/data
+
+.PHONY: all venv proto run test lint typecheck pytest bench clean
+
+all: venv
+
+venv: $(VENV)/.installed
+
+# Pinned third-party packages first, then stubs, then our three distributions in editable mode.
+$(VENV)/.installed: requirements/dev.txt proto/pyproject.toml daemon/pyproject.toml client/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
+	$(MAKE) proto
+	$(BIN)/pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e proto -e daemon -e client
+	touch $@
+
+proto: $(STUBS)
+
+# Stubs are generated, never committed (tests/test_generated.py catches staleness).
+$(PROTO_SRC)/%_pb2.py: $(PROTO_SRC)/%.proto
+	$(BIN)/python -m grpc_tools.protoc -I $(PROTO_SRC) --python_out=$(PROTO_SRC) --pyi_out=$(PROTO_SRC) \
+		--grpc_python_out=$(PROTO_SRC) $<
+
+# The main job.
+run: venv
+	$(BIN)/fpgacsp solve $(DATA)/sudoku/magictour_top1465.csv --target local --out /tmp/fpgacsp-magictour.csv
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest
+
+# The README's test command: lint, types, then every test.
+test: lint typecheck pytest
+
+bench: venv
+	$(BIN)/python bench/engine.py
+
+clean:
+	rm -rf $(VENV) $(PROTO_SRC)/fpgacsp_proto/v1/*_pb2*.py $(PROTO_SRC)/fpgacsp_proto/v1/*_pb2*.pyi
