@@ -2,7 +2,8 @@
 
 The layout mirrors what the device's program memory holds: a constraint table with offsets into one
 scope array, per-constraint parameters, TABLE2 row and column masks, and the variable-to-constraint
-incidence the engine uses to re-evaluate only the propagators whose inputs changed.
+incidence the engine uses to wake only the propagators a change can affect. Exact ALLDIFFs also get a
+row of per-value holder counts in the engine's state (``count_row``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ class CompiledProgram:
     table: np.ndarray  # uint64[T]: TABLE2 rows then columns, D words each
     table_start: np.ndarray  # int64[C]: offset into table (-1 when not TABLE2)
     var_start: np.ndarray  # int64[N + 1]: constraints on variable v are var_cons[var_start[v]:...]
-    var_cons: np.ndarray  # int64[S]
+    var_cons: np.ndarray  # uint64[S]
+    count_row: np.ndarray  # int64[C]: row of per-value holder counts of an exact ALLDIFF, -1 otherwise
+    num_count_rows: int
 
     @property
     def num_constraints(self) -> int:
@@ -75,6 +78,9 @@ def compile_program(program: Program) -> CompiledProgram:
     var_start = np.zeros(n + 1, dtype=np.int64)
     var_start[1:] = np.cumsum([len(lst) for lst in var_lists])
     var_cons = np.array([ci for lst in var_lists for ci in lst], dtype=np.uint64)
+    count_row = np.full(len(kinds), -1, dtype=np.int64)
+    exact = [ci for ci, c in enumerate(program.constraints) if isinstance(c, AllDiff) and c.exact]
+    count_row[exact] = np.arange(len(exact))
     return CompiledProgram(
         program=program,
         num_vars=n,
@@ -89,4 +95,6 @@ def compile_program(program: Program) -> CompiledProgram:
         table_start=np.array(table_start, dtype=np.int64),
         var_start=var_start,
         var_cons=var_cons,
+        count_row=count_row,
+        num_count_rows=len(exact),
     )

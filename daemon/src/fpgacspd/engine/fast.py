@@ -80,8 +80,8 @@ class FastEngine:
         step: int,
     ) -> None:
         _kernels.solve_range(
-            cp.kind, cp.start, cp.scope, cp.coeff, cp.flag, cp.param, cp.table, cp.table_start,
-            cp.var_start, cp.var_cons, cp.domain_size,
+            cp.kind, cp.start, cp.scope, cp.coeff, cp.flag, cp.param, cp.table, cp.table_start, cp.var_start,
+            cp.var_cons, cp.count_row, cp.num_count_rows, cp.domain_size,
             doms, _NO_PRIORITIES if prios is None else prios, prios is not None,
             int(options.mode), options.node_limit, options.max_solutions, first, step,
             res.domains, res.status, res.nodes, res.solutions, res.sweeps,
