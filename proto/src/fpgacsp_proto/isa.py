@@ -10,8 +10,10 @@ with the same message.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -154,19 +156,47 @@ def full_mask(domain_size: int) -> int:
 
 def make_program(num_vars: int, domain_size: int, constraints: Iterable[Constraint]) -> Program:
     """Normalise field types (lists to tuples, numpy ints to ints) and validate."""
-    return Program(int(num_vars), int(domain_size), tuple(_normalise(c) for c in constraints)).validate()
+    n = _as_int(num_vars, "num_vars")
+    d = _as_int(domain_size, "domain_size")
+    return Program(n, d, tuple(_normalise_at(i, c) for i, c in enumerate(constraints))).validate()
+
+
+def _as_int(value: Any, where: str) -> int:
+    """``operator.index`` semantics: ints and numpy ints pass, 2.5 and "3" do not."""
+    if isinstance(value, bool):
+        raise ProgramError(f"{where}: must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ProgramError(f"{where}: must be an integer, got {value!r}") from None
+
+
+def _normalise_at(i: int, c: Constraint) -> Constraint:
+    try:
+        return _normalise(c)
+    except (TypeError, ValueError) as exc:  # ProgramError included
+        kind = getattr(getattr(c, "kind", None), "name", type(c).__name__)
+        raise ProgramError(f"constraints[{i}] ({kind}): {exc}") from None
 
 
 def _normalise(c: Constraint) -> Constraint:
     if isinstance(c, AllDiff):
-        return AllDiff(tuple(int(v) for v in c.vars), bool(c.exact))
+        return AllDiff(_ints(c.vars, "vars"), bool(c.exact))
     if isinstance(c, Neq):
-        return Neq(int(c.x), int(c.y), int(c.k))
+        return Neq(_as_int(c.x, "x"), _as_int(c.y, "y"), _as_int(c.k, "k"))
     if isinstance(c, Table2):
-        return Table2(int(c.x), int(c.y), tuple(int(r) for r in c.rows))
+        return Table2(_as_int(c.x, "x"), _as_int(c.y, "y"), _ints(c.rows, "rows"))
     if isinstance(c, Linear):
-        return Linear(tuple(int(a) for a in c.coeffs), tuple(int(v) for v in c.vars), LinearOp(c.op), int(c.rhs))
+        if c.op not in (LinearOp.LE, LinearOp.EQ):
+            raise ValueError(f"op: must be LE (0) or EQ (1), got {c.op!r}")
+        return Linear(_ints(c.coeffs, "coeffs"), _ints(c.vars, "vars"), LinearOp(c.op), _as_int(c.rhs, "rhs"))
     raise ProgramError(f"unknown constraint type {type(c).__name__}")
+
+
+def _ints(values: Iterable[int], where: str) -> tuple[int, ...]:
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ProgramError(f"{where}: must be a sequence of integers, got {values!r}")
+    return tuple(_as_int(v, f"{where}[{j}]") for j, v in enumerate(values))
 
 
 def validate(p: Program) -> None:

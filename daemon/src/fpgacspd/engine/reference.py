@@ -21,9 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from fpgacsp_proto.isa import AllDiff, Constraint, Linear, LinearOp, Mode, Neq, Program, Status, Table2
 
 DEFAULT_NODE_LIMIT = 1_000_000
+
+
+MAX_LIMIT = (1 << 63) - 1  # limits are int64 in the kernels and on the device
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,14 @@ class SolveOptions:
     max_solutions: int = 1
 
     def __post_init__(self) -> None:
-        if self.node_limit < 1:
-            raise ValueError(f"node_limit: must be at least 1, got {self.node_limit}")
-        if self.max_solutions < 1:
-            raise ValueError(f"max_solutions: must be at least 1, got {self.max_solutions}")
+        if self.mode not in (Mode.PROPAGATE, Mode.SOLVE):
+            raise ValueError(f"mode: must be PROPAGATE (1) or SOLVE (2), got {self.mode!r}")
+        object.__setattr__(self, "mode", Mode(self.mode))
+        for name in ("node_limit", "max_solutions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 1 <= value <= MAX_LIMIT:
+                raise ValueError(f"{name}: must be an integer in [1, 2^63 - 1], got {value!r}")
+            object.__setattr__(self, name, int(value))
 
 
 DEFAULT_OPTIONS = SolveOptions()
@@ -46,8 +54,8 @@ DEFAULT_OPTIONS = SolveOptions()
 class Result:
     """Outcome for one instance.
 
-    ``domains``: SOLVED gives the (first) solution, FIXPOINT and LIMIT the root fixpoint,
-    CONFLICT and UNSAT all zeros.
+    ``domains``: SOLVED gives the (first) solution; LIMIT the first solution when one was found before
+    the limit, else the root fixpoint; FIXPOINT the fixpoint; CONFLICT and UNSAT all zeros.
     """
 
     domains: tuple[int, ...]

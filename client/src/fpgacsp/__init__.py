@@ -1,0 +1,87 @@
+"""fpgacsp client: constraint programs for the fpgacsp solver, and the ways to run them.
+
+Importing this package never imports the daemon: the ``local`` target loads the engine on first use.
+"""
+
+from fpgacsp_proto.isa import (
+    AllDiff,
+    Linear,
+    LinearOp,
+    Mode,
+    Neq,
+    Program,
+    ProgramError,
+    Status,
+    Table2,
+    make_program,
+)
+
+from ._local import LocalSolver, Solver
+from .problems import (
+    Cage,
+    Graph,
+    PuzzleFileError,
+    PuzzleRecord,
+    QcpInstance,
+    addition_domains,
+    addition_program,
+    addition_values,
+    check_coloring,
+    check_latin_square,
+    check_queens_solution,
+    check_sudoku_solution,
+    coloring_program,
+    format_sudoku,
+    killer_program,
+    load_dimacs,
+    load_puzzle_file,
+    load_qcp,
+    parse_sudoku,
+    qcp_domains,
+    qcp_program,
+    queens_program,
+    sudoku_domains,
+    sudoku_program,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllDiff",
+    "Cage",
+    "Graph",
+    "Linear",
+    "LinearOp",
+    "LocalSolver",
+    "Mode",
+    "Neq",
+    "Program",
+    "ProgramError",
+    "PuzzleFileError",
+    "PuzzleRecord",
+    "QcpInstance",
+    "Solver",
+    "Status",
+    "Table2",
+    "__version__",
+    "addition_domains",
+    "addition_program",
+    "addition_values",
+    "check_coloring",
+    "check_latin_square",
+    "check_queens_solution",
+    "check_sudoku_solution",
+    "coloring_program",
+    "format_sudoku",
+    "killer_program",
+    "load_dimacs",
+    "load_puzzle_file",
+    "load_qcp",
+    "make_program",
+    "parse_sudoku",
+    "qcp_domains",
+    "qcp_program",
+    "queens_program",
+    "sudoku_domains",
+    "sudoku_program",
+]

@@ -1,0 +1,51 @@
+"""Shared fixtures for the test suite.
+
+The benchmark data lives beside the repository (``../shared/data``), never inside it. The fast engine is
+session-scoped because its first call loads (or, on a cold cache, compiles) the numba kernels.
+Hypothesis runs the ``ci`` profile unless ``--hypothesis-profile`` picks another one (``thorough`` for a
+long bug hunt): no deadline, because a shared 2-core machine makes per-example timing meaningless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fpgacspd.engine import FastEngine
+from hypothesis import HealthCheck, settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+SUDOKU_DIR = DATA_DIR / "sudoku"
+
+settings.register_profile(
+    "ci",
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile(
+    "thorough",
+    deadline=None,
+    max_examples=2000,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared benchmark data; a missing folder is an error, never a skip."""
+    assert DATA_DIR.is_dir(), f"benchmark data not found at {DATA_DIR} (expected the repo's sibling shared/data)"
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[FastEngine]:
+    """One fast engine for the whole session (kernels loaded once, thread pool reused)."""
+    eng = FastEngine()
+    yield eng
+    eng.close()
