@@ -315,7 +315,7 @@ def wake_all(kind, start, scope, count_row, dsize, cur, counts, dirty):
     return kind.shape[0]
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always")
 def propagate(kind, start, scope, coeff, flag, param, table, tstart, vstart, vcons, count_row, dsize,
               cur, counts, nxt, vstamp, cstamp, dirty, n_dirty, changed, counter):
     """Synchronous sweeps on ``cur`` and ``counts`` in place, from the woken ``dirty[:n_dirty]``.
