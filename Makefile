@@ -7,7 +7,7 @@ PROTOS := $(wildcard $(PROTO_SRC)/fpgacsp_proto/v1/*.proto)
 STUBS := $(PROTOS:.proto=_pb2.py)
 DATA ?= ../shared/data
 
-.PHONY: all venv proto run test lint typecheck pytest bench clean
+.PHONY: all venv proto system-deps run test lint typecheck pytest bench clean
 
 all: venv
 
@@ -22,6 +22,10 @@ $(VENV)/.installed: requirements/dev.txt proto/pyproject.toml daemon/pyproject.t
 	touch $@
 
 proto: $(STUBS)
+
+# Programs the tests run for real (Prometheus scrapes the daemon's metrics endpoint); Debian packages.
+system-deps:
+	bash scripts/install-system-deps.sh
 
 # Stubs are generated, never committed (tests/test_generated.py catches staleness).
 $(PROTO_SRC)/%_pb2.py: $(PROTO_SRC)/%.proto
@@ -39,7 +43,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv
+pytest: venv system-deps
 	$(BIN)/pytest
 
 # The README's test command: lint, types, then every test.

@@ -1,7 +1,11 @@
 """fpgacsp client: constraint programs for the fpgacsp solver, and the ways to run them.
 
+``connect(target)`` / ``connect_async(target)`` reach a daemon (``"host:port"``, ``"unix:///path"``) or the
+in-process engine (``"local"``) through one API; every failed call raises an :class:`FpgacspError`.
 Importing this package never imports the daemon: the ``local`` target loads the engine on first use.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from fpgacsp_proto.isa import (
     AllDiff,
@@ -16,7 +20,33 @@ from fpgacsp_proto.isa import (
     make_program,
 )
 
+from ._async_client import AsyncClient, connect_async
+from ._client import Client, connect
+from ._errors import (
+    CancelledError,
+    DeadlineExceededError,
+    FpgacspError,
+    InvalidArgumentError,
+    NotFoundError,
+    ProgramLimitError,
+    QueueFullError,
+    ResourceExhaustedError,
+    ServerError,
+    UnavailableError,
+)
 from ._local import LocalSolver, Solver
+from ._types import (
+    DeviceState,
+    DeviceStatus,
+    MethodStats,
+    ProgramInfo,
+    ResetResult,
+    SelfTestCase,
+    SelfTestResult,
+    SolveResult,
+    Stats,
+    Timing,
+)
 from .problems import (
     Cage,
     Graph,
@@ -48,21 +78,43 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllDiff",
+    "AsyncClient",
     "Cage",
+    "CancelledError",
+    "Client",
+    "DeadlineExceededError",
+    "DeviceState",
+    "DeviceStatus",
+    "FpgacspError",
     "Graph",
+    "InvalidArgumentError",
     "Linear",
     "LinearOp",
     "LocalSolver",
+    "MethodStats",
     "Mode",
     "Neq",
+    "NotFoundError",
     "Program",
     "ProgramError",
+    "ProgramInfo",
+    "ProgramLimitError",
     "PuzzleFileError",
     "PuzzleRecord",
     "QcpInstance",
+    "QueueFullError",
+    "ResetResult",
+    "ResourceExhaustedError",
+    "SelfTestCase",
+    "SelfTestResult",
+    "ServerError",
+    "SolveResult",
     "Solver",
+    "Stats",
     "Status",
     "Table2",
+    "Timing",
+    "UnavailableError",
     "__version__",
     "addition_domains",
     "addition_program",
@@ -72,6 +124,8 @@ __all__ = [
     "check_queens_solution",
     "check_sudoku_solution",
     "coloring_program",
+    "connect",
+    "connect_async",
     "format_sudoku",
     "killer_program",
     "load_dimacs",
@@ -85,3 +139,35 @@ __all__ = [
     "sudoku_domains",
     "sudoku_program",
 ]
+
+# The PyTorch layer (fpgacsp.torch_layer), imported on first use so that ``import fpgacsp`` and the CLI never pay
+# for importing torch.
+_TORCH_LAYER_NAMES = (
+    "ConfidentArgmax",
+    "ConstraintLayer",
+    "SolverOutput",
+    "Threshold",
+    "TopK",
+    "discretize_confident_argmax",
+    "discretize_threshold",
+    "discretize_top_k",
+)
+__all__ += _TORCH_LAYER_NAMES
+
+if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ below imports them
+    from .torch_layer import ConfidentArgmax as ConfidentArgmax
+    from .torch_layer import ConstraintLayer as ConstraintLayer
+    from .torch_layer import SolverOutput as SolverOutput
+    from .torch_layer import Threshold as Threshold
+    from .torch_layer import TopK as TopK
+    from .torch_layer import discretize_confident_argmax as discretize_confident_argmax
+    from .torch_layer import discretize_threshold as discretize_threshold
+    from .torch_layer import discretize_top_k as discretize_top_k
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_LAYER_NAMES:
+        from . import torch_layer
+
+        return getattr(torch_layer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

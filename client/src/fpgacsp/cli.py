@@ -1,4 +1,9 @@
-"""The ``fpgacsp`` command line: ``fpgacsp solve FILE`` solves a Sudoku puzzle file and reports.
+"""The ``fpgacsp`` command line: ``fpgacsp solve FILE`` solves a Sudoku puzzle file and reports;
+``fpgacsp status`` shows a daemon's device, programs and queue.
+
+Both take ``--target``: ``local`` (the in-process engine; the default of ``solve``), ``HOST:PORT`` or
+``unix:///path.sock`` (a daemon, through :func:`fpgacsp.connect`; the default of ``status`` is
+``localhost:50051``).
 
 Output (``--out``): one CSV line per puzzle, in input order, no header::
 
@@ -10,25 +15,31 @@ when solved, the cells fixed at the node limit or the propagation fixpoint (blan
 the summary is printed (to stderr); ``--out -`` writes the CSV to stdout.
 
 Exit codes: 0 success; 1 some result contradicts the solution recorded in the file (a wrong answer,
-not a node-limit stop); 2 bad usage or input (unreadable file, bad line, unavailable target).
+not a node-limit stop); 2 bad usage or input (unreadable file, bad line, unreachable or unavailable
+target); 3 the target failed a call it received (queue full, deadline exceeded, internal error).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TextIO
 
 import numpy as np
 from fpgacsp_proto.bitset import singleton_values
 from fpgacsp_proto.isa import Mode, Status
 
-from ._local import DEFAULT_NODE_LIMIT, LocalSolver, Solver
+from ._client import DEFAULT_TARGET, DEFAULT_TIMEOUT, Client, connect
+from ._errors import FpgacspError, UnavailableError
+from ._local import DEFAULT_NODE_LIMIT
+from ._types import DeviceStatus, ProgramInfo, Stats
 from .problems.sudoku import (
     BLANKS,
     PuzzleRecord,
@@ -41,7 +52,7 @@ from .problems.sudoku import (
     sudoku_program,
 )
 
-EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_TARGET_FAILED = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
 DEFAULT_BATCH = 4096
 
@@ -64,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"fpgacsp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except UnavailableError as exc:
+        print(f"fpgacsp: error: cannot reach the daemon at {args.target}: {exc.details}", file=sys.stderr)
+        return EXIT_USAGE
+    except FpgacspError as exc:
+        print(f"fpgacsp: error: {args.target}: {exc}", file=sys.stderr)
+        return EXIT_TARGET_FAILED
     except BrokenPipeError:
         # `fpgacsp solve F --out - | head`: the reader left; stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -81,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without --out only the summary is printed (stderr); '--out -' writes the CSV lines to stdout.",
     )
     solve.add_argument("file", metavar="FILE", help="puzzle file")
-    solve.add_argument("--target", default="local", help="where to solve: 'local' (in-process engine; default)")
+    solve.add_argument(
+        "--target",
+        default="local",
+        metavar="ADDRESS",
+        help="where to solve: 'local' (in-process engine; default), HOST:PORT or unix:///PATH (a daemon)",
+    )
     solve.add_argument("--mode", choices=("solve", "propagate"), default="solve", help="search or propagate only")
     solve.add_argument("--out", metavar="OUT", help="write 'puzzle,result,status,nodes,solutions' lines here")
     solve.add_argument(
@@ -92,12 +114,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     solve.add_argument("--batch", type=_positive, default=DEFAULT_BATCH, metavar="B", help="puzzles per engine call")
     solve.add_argument("--limit", type=_positive, default=None, metavar="N", help="read only the first N puzzles")
+    _add_timeout(solve)
     solve.set_defaults(func=cmd_solve)
+    status = sub.add_parser(
+        "status",
+        help="show a daemon's device, programs and queue",
+        description="Print the device status (backend, state, uptime, counters), the registered programs and "
+        "the queue of a daemon.",
+    )
+    status.add_argument(
+        "--target",
+        default=DEFAULT_TARGET,
+        metavar="ADDRESS",
+        help=f"HOST:PORT or unix:///PATH (default {DEFAULT_TARGET})",
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    _add_timeout(status)
+    status.set_defaults(func=cmd_status)
     return parser
+
+
+def _add_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="S", help="deadline of each call, in seconds"
+    )
 
 
 class _UsageError(Exception):
     """Bad input or an unavailable target: reported on one line, exit code 2."""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -112,8 +166,8 @@ def _positive(text: str) -> int:
 
 def cmd_solve(args: argparse.Namespace) -> int:
     """``fpgacsp solve``: load, solve in batches, write the CSV in input order, summarise."""
-    solver = _make_solver(args.target)
     records = _load(args.file, args.limit)
+    solver = _connect(args.target, args.timeout)
     mode = Mode.SOLVE if args.mode == "solve" else Mode.PROPAGATE
     with _open_out(args.out) as out:  # opened first: an unwritable OUT fails before any solving
         try:
@@ -130,16 +184,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return EXIT_MISMATCH if report.contradicted else EXIT_OK
 
 
-def _make_solver(target: str) -> Solver:
-    if target != "local":
-        raise _UsageError(
-            f"--target {target!r}: only 'local' is available in this version; the daemon target arrives "
-            "with the served path (fpgacspd over gRPC)"
-        )
+def _connect(target: str, timeout: float) -> Client:
+    """``connect(target)``; a bad address or a missing local engine is a usage error (nothing is sent yet)."""
     try:
-        return LocalSolver()
-    except ImportError as exc:
-        raise _UsageError(str(exc)) from None
+        return connect(target, timeout=timeout)
+    except (ImportError, ValueError) as exc:
+        raise _UsageError(f"--target {target!r}: {exc}") from None
 
 
 def _load(path: str, limit: int | None) -> list[PuzzleRecord]:
@@ -169,7 +219,7 @@ def _open_out(path: str | None) -> Iterator[TextIO | None]:
         yield f
 
 
-def _warm_up(solver: Solver, records: Sequence[PuzzleRecord], mode: Mode) -> float:
+def _warm_up(solver: Client, records: Sequence[PuzzleRecord], mode: Mode) -> float:
     """Load the engine's compiled kernels on one puzzle so the timed run measures solving only."""
     if not records:
         return 0.0
@@ -180,7 +230,7 @@ def _warm_up(solver: Solver, records: Sequence[PuzzleRecord], mode: Mode) -> flo
 
 
 def solve_records(
-    solver: Solver,
+    solver: Client,
     records: Sequence[PuzzleRecord],
     mode: Mode,
     node_limit: int,
@@ -291,3 +341,95 @@ class Report:
                 line += f", {self.contradicted} CONTRADICT the record"
             lines.append(line)
         return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``fpgacsp status``: device status, the program list and the queue of one target."""
+    client = _connect(args.target, args.timeout)
+    try:
+        device = client.device_status()
+        programs = client.list_programs()
+        stats = client.stats()
+    finally:
+        client.close()
+    if args.json:
+        doc = {"target": args.target, "device": asdict(device), "programs": [asdict(p) for p in programs]}
+        doc["device"]["state"] = device.state.name
+        doc["stats"] = asdict(stats)
+        print(json.dumps(doc, indent=2))
+    else:
+        print(format_status(args.target, device, programs, stats, now_ms=time.time_ns() // 1_000_000))
+    return EXIT_OK
+
+
+def format_status(target: str, device: DeviceStatus, programs: Sequence[ProgramInfo], stats: Stats, now_ms: int) -> str:
+    """The human-readable status: a device block, the queue, a request summary and a program table."""
+    n = _thousands
+    lines = [
+        f"fpgacsp status of {target}",
+        f"  backend    {device.backend} ({device.description})"
+        if device.description
+        else f"  backend    {device.backend}",
+        f"  state      {device.state.name}",
+        f"  version    {device.daemon_version or 'unknown'}",
+        f"  uptime     {_duration(device.uptime_s)}",
+        f"  work       {n(device.batches)} batches, {n(device.instances)} instances, {n(device.nodes)} nodes, "
+        f"{n(device.sweeps)} sweeps",
+        f"  faults     {n(device.faults)} faults, {n(device.resets)} resets",
+        f"  queue      {n(device.queue_depth)} requests waiting"
+        + (f" (max_batch {n(device.max_batch)}, max_delay_us {n(device.max_delay_us)})" if device.max_batch else ""),
+    ]
+    by_code: dict[str, int] = {}
+    for m in stats.requests:
+        if m.method == "Solve":
+            by_code[m.code] = by_code.get(m.code, 0) + m.count
+    if by_code:
+        lines.append("  solves     " + ", ".join(f"{code} {n(count)}" for code, count in sorted(by_code.items())))
+    if stats.batches:
+        lines.append(
+            f"  batching   {stats.mean_batch_size:.1f} instances and {stats.mean_merged_requests:.1f} requests "
+            f"per device batch; dropped {n(stats.dropped_expired)} expired, {n(stats.dropped_cancelled)} cancelled; "
+            f"rejected {n(stats.rejected_queue_full)} (queue full)"
+        )
+    lines += ["", f"programs ({len(programs)} loaded)"]
+    if not programs:
+        lines.append("  none")
+        return "\n".join(lines)
+    header = ("ID", "N", "D", "CONSTRAINTS", "PINNED", "SOLVES", "LAST USED")
+    rows = [
+        (
+            p.program_id[:12],
+            n(p.num_vars),
+            str(p.domain_size),
+            n(p.num_constraints),
+            "yes" if p.pinned else "no",
+            n(p.solves),
+            _last_used(p.last_used_unix_ms, now_ms),
+        )
+        for p in sorted(programs, key=lambda p: -p.last_used_unix_ms)
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = {1, 2, 3, 5}  # numbers align right
+    for row in [header, *rows]:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _thousands(value: int) -> str:
+    return f"{value:,}"
+
+
+def _duration(seconds: int) -> str:
+    days, rest = divmod(int(seconds), 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours}h {minutes:02d}m {secs:02d}s" if hours or days else f"{minutes}m {secs:02d}s"
+    return f"{days}d {text}" if days else text
+
+
+def _last_used(unix_ms: int, now_ms: int) -> str:
+    if unix_ms <= 0:
+        return "never"
+    stamp = datetime.datetime.fromtimestamp(unix_ms / 1000, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return f"{stamp} ({_duration(max(0, now_ms - unix_ms) // 1000)} ago)"

@@ -1,0 +1,445 @@
+"""Serving benchmark: Solve through a real ``fpgacspd`` against the in-process engine, in one run.
+
+Three measurements on the ``magictour_top1465`` Sudoku puzzles (full solve, first solution):
+
+1. Throughput (instances/s) at batch 1, 64 and 1024: ``FastEngine.solve`` called directly (the local
+   engine, one thread per core), the same through ``connect("local")``, and one synchronous client of the
+   daemon over TCP and over its Unix socket, sending one request at a time. The four are timed in
+   interleaved rounds (the machine is shared: background load then falls on all of them alike), and each
+   one's first answer is checked bit for bit against the engine. Target: at batch 1024 the daemon over TCP
+   reaches 80% of the local engine.
+2. 64 concurrent asyncio clients (one process, one ``connect_async`` channel each) sending batch-1 requests
+   in a closed loop for a fixed time, against a daemon with the default batching (``max_batch`` 1024,
+   ``max_delay_us`` 500) and against one started with ``--max-batch 1`` (batching off). Target: batching
+   gives 10 times the throughput.
+3. Latency of sequential batch-1 requests on an otherwise idle daemon (default settings), as the client
+   sees it (``time.perf_counter`` around ``Client.solve``), with the daemon's own queue/device split.
+   Target: p50 under 1 ms over loopback. For comparison: the bare generated stub with prebuilt requests
+   (what the client library adds), and a daemon started with ``--max-delay-us 0``.
+
+Run ``python bench/serve.py`` from the repository root; ``--quick`` is the smoke-test size (seconds). The
+report is printed and written to ``--out`` (default ``bench/results/serve.md``) with the date, machine, load
+average, versions, commit and command. Exit status 1 when an answer check failed or a request errored.
+The daemon and the load generator share the machine's cores, as a client and a daemon on one host do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable for `bench`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fpgacsp
+from fpgacsp import connect, connect_async
+from fpgacsp.problems import load_puzzle_file, parse_sudoku, sudoku_domains, sudoku_program
+from fpgacsp_proto.bitset import pack_domains
+from fpgacsp_proto.v1 import solver_pb2, solver_pb2_grpc
+from fpgacspd.engine import BatchResult, FastEngine
+
+from bench._serving import Daemon
+from bench.engine import git_commit, machine
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+PUZZLES = "sudoku/magictour_top1465.csv"
+BATCHES = (1, 64, 1024)
+CLIENTS = 64
+PROGRAM = sudoku_program()
+FIELDS = ("domains", "status", "nodes", "solutions", "sweeps")
+
+
+@dataclass(frozen=True)
+class Settings:
+    budget: float  # seconds per throughput cell
+    rounds: int  # the cell's budget is spent in this many rounds, interleaved with the other cells
+    duration: float  # seconds per concurrency run
+    latency_requests: int
+    limit: int | None  # puzzles read from the file
+
+
+FULL = Settings(budget=5.0, rounds=5, duration=10.0, latency_requests=3000, limit=None)
+QUICK = Settings(budget=0.3, rounds=1, duration=1.0, latency_requests=200, limit=300)
+
+
+@dataclass
+class Rate:
+    instances: int = 0
+    seconds: float = 0.0
+    calls: int = 0
+
+    @property
+    def per_s(self) -> float:
+        return self.instances / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class ThroughputRow:
+    batch: int
+    rates: dict[str, Rate] = field(default_factory=dict)
+    checks: list[str] = field(default_factory=list)
+
+    def ratio(self) -> float:
+        return self.rates["daemon_tcp"].per_s / self.rates["engine"].per_s
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    label: str
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    merged: float  # requests per device batch, from the daemon's stats over the run
+    client_cores: float  # CPU seconds per second of the load generator (all its threads)
+    daemon_cores: float  # the same for the daemon process
+
+    @property
+    def per_s(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    label: str
+    samples: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    queue_us: float  # medians of the daemon's Timing
+    device_us: float
+    daemon_us: float
+
+
+# --- measurements ------------------------------------------------------------------------------------------
+
+
+def windows(domains: np.ndarray, batch: int, count: int) -> list[np.ndarray]:
+    """``count`` consecutive batches of ``batch`` puzzles, wrapping around the file."""
+    n = len(domains)
+    return [np.ascontiguousarray(domains[np.arange(i * batch, (i + 1) * batch) % n]) for i in range(count)]
+
+
+def timed_rate(call: Callable[[np.ndarray], object], batches: Sequence[np.ndarray], budget: float, rate: Rate) -> None:
+    """Call on the batches in turn for ``budget`` seconds (at least once), adding to ``rate``."""
+    start = time.perf_counter()
+    elapsed = 0.0
+    while elapsed < budget or elapsed == 0.0:
+        b = batches[rate.calls % len(batches)]
+        call(b)
+        rate.calls += 1
+        rate.instances += len(b)
+        elapsed = time.perf_counter() - start
+    rate.seconds += elapsed
+
+
+def compare(label: str, got: fpgacsp.SolveResult, want: BatchResult) -> list[str]:
+    bad = [f for f in FIELDS if not np.array_equal(getattr(got, f), getattr(want, f))]
+    return [f"{label}: {', '.join(bad)} differ from the local engine"] if bad else []
+
+
+def measure_throughput(daemon: Daemon, domains: np.ndarray, settings: Settings) -> list[ThroughputRow]:
+    """Each batch size: the four ways to solve, in interleaved rounds, so that background load on the machine
+    falls on all of them alike; every way's first answer is checked against the engine's."""
+    engine = FastEngine()
+    compiled = engine.compile(PROGRAM)
+    rows = []
+    with (
+        connect("local") as local,
+        connect(daemon.address, timeout=120) as tcp,
+        connect(daemon.unix_address, timeout=120) as unix,
+    ):
+        calls: dict[str, Callable[[np.ndarray], object]] = {
+            "engine": lambda d: engine.solve(compiled, d),
+            "local": lambda d: local.solve(PROGRAM, d),
+            "daemon_tcp": lambda d: tcp.solve(PROGRAM, d),
+            "daemon_unix": lambda d: unix.solve(PROGRAM, d),
+        }
+        for batch in BATCHES:
+            work = windows(domains, batch, max(3, 4096 // batch))
+            want = engine.solve(compiled, work[0])  # also warms the kernels and the thread pool
+            row = ThroughputRow(batch, rates={key: Rate() for key in calls})
+            for key in ("local", "daemon_tcp", "daemon_unix"):
+                got = calls[key](work[0])
+                assert isinstance(got, fpgacsp.SolveResult)
+                row.checks += compare(f"batch {batch}, {key}", got, want)
+            for _ in range(settings.rounds):
+                for key, call in calls.items():
+                    timed_rate(call, work, settings.budget / settings.rounds, row.rates[key])
+            rows.append(row)
+    engine.close()
+    return rows
+
+
+async def closed_loop(label: str, daemon: Daemon, domains: np.ndarray, duration: float) -> LoadResult:
+    """``CLIENTS`` tasks, one channel each, each sending batch-1 requests back to back for ``duration`` s.
+
+    Clients connect and solve once before the clock starts; a request started before the end is waited for,
+    and the rate is the requests answered over the span from the start to the last answer. The daemon's
+    stats and both processes' CPU time are taken over the same span.
+    """
+    conns = [connect_async(daemon.address, timeout=30) for _ in range(CLIENTS)]
+    for c in conns:
+        await c.register(PROGRAM)
+        await c.solve(PROGRAM, domains[:1])
+    admin = connect_async(daemon.address, timeout=30)
+    before = await admin.stats()
+    latencies: list[float] = []
+    errors = 0
+    cpu = (time.process_time(), daemon.cpu_seconds())
+    start = time.perf_counter()
+    stop = start + duration
+    last = start
+
+    async def worker(i: int, client: fpgacsp.AsyncClient) -> None:
+        nonlocal errors, last
+        j = i
+        while time.perf_counter() < stop:
+            sent = time.perf_counter()
+            try:
+                await client.solve(PROGRAM, domains[j % len(domains)][None])
+                last = time.perf_counter()
+                latencies.append(last - sent)
+            except fpgacsp.FpgacspError:
+                errors += 1
+            j += CLIENTS
+
+    await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
+    seconds = last - start
+    client_cpu, daemon_cpu = time.process_time() - cpu[0], daemon.cpu_seconds() - cpu[1]
+    after = await admin.stats()
+    for c in [*conns, admin]:
+        await c.close()
+    batches = after.batches - before.batches
+    merged = (after.count("Solve", "OK") - before.count("Solve", "OK")) / batches if batches else 0.0
+    ms = np.array(latencies) * 1e3 if latencies else np.zeros(1)
+    p50, p99 = np.percentile(ms, [50, 99])
+    return LoadResult(
+        label,
+        len(latencies),
+        errors,
+        seconds,
+        float(p50),
+        float(p99),
+        merged,
+        client_cpu / seconds,
+        daemon_cpu / seconds,
+    )
+
+
+def measure_load(label: str, daemon: Daemon, domains: np.ndarray, settings: Settings) -> LoadResult:
+    return asyncio.run(closed_loop(label, daemon, domains, settings.duration))
+
+
+def measure_latency(label: str, target: str, domains: np.ndarray, count: int, raw: bool = False) -> LatencyResult:
+    """Sequential batch-1 solves through ``Client.solve``, or (``raw``) through the bare generated stub with
+    requests built beforehand, which shows what the client library itself adds."""
+    with connect(target) as client:
+        pid = client.register(PROGRAM)
+        channel = grpc.insecure_channel(target)
+        stub = solver_pb2_grpc.SolverStub(channel)
+        requests = [
+            solver_pb2.SolveRequest(
+                program_id=pid, batch_size=1, domains=pack_domains(domains[i][None], PROGRAM.domain_size)
+            )
+            for i in range(min(count, len(domains)))
+        ]
+
+        def one(i: int) -> tuple[int, int, int]:
+            if raw:
+                t = stub.Solve(requests[i % len(requests)], timeout=30).timing
+            else:
+                res = client.solve(PROGRAM, domains[i % len(domains)][None])
+                assert res.timing is not None
+                t = res.timing
+            return t.queue_us, t.device_us, t.total_us
+
+        for i in range(20):
+            one(i)  # warm connection and program
+        lat, timings = [], []
+        for i in range(count):
+            start = time.perf_counter()
+            timings.append(one(i))
+            lat.append(time.perf_counter() - start)
+            time.sleep(0.0005)  # idle between requests: no request waits behind another
+        channel.close()
+    ms = np.array(lat) * 1e3
+    p50, p99 = np.percentile(ms, [50, 99])
+    med = np.median(np.array(timings, dtype=np.float64), axis=0)
+    return LatencyResult(label, count, float(p50), float(p99), float(ms.mean()), *(float(x) for x in med))
+
+
+# --- report ------------------------------------------------------------------------------------------------
+
+
+def fmt(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [f"Python {platform.python_version()}"]
+    for dist in ("numpy", "numba", "grpcio", "protobuf"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            parts.append(f"{dist} (not installed)")
+    return ", ".join(parts)
+
+
+def render(
+    rows: Sequence[ThroughputRow],
+    loads: Sequence[LoadResult],
+    lats: Sequence[LatencyResult],
+    failures: Sequence[str],
+    meta: dict[str, str],
+    quick: bool,
+) -> str:
+    on, off = loads
+    idle = lats[0]
+    big = next(r for r in rows if r.batch == 1024)
+    out = [
+        "# Serving benchmark" + (" (quick)" if quick else ""),
+        "",
+        f"- Date: {meta['date']}",
+        f"- Machine: {machine()}; load average at start {meta['load']}",
+        f"- Software: {versions()}",
+        f"- Commit: {git_commit()}",
+        f"- Command: `{meta['command']}`",
+        f"- Puzzles: `{PUZZLES}` ({meta['puzzles']} puzzles), full solve; {meta['settings']}",
+        f"- Whole run: {meta['total']}",
+        "- The daemon and the load generator share this machine's cores (the daemon's device uses one thread per "
+        "core, as does the local engine).",
+        "",
+        "## Throughput: one client, one request at a time (instances/s)",
+        "",
+        '| batch | local engine | connect("local") | daemon TCP | daemon unix | daemon TCP ÷ engine | checks |',
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        cells = [fmt(r.rates[k].per_s) for k in ("engine", "local", "daemon_tcp", "daemon_unix")]
+        out.append(f"| {r.batch} | {' | '.join(cells)} | {r.ratio():.0%} | {'ok' if not r.checks else 'FAILED'} |")
+    out += [
+        "",
+        f"## {CLIENTS} concurrent clients, batch 1 (asyncio, one process, one channel per client, closed loop)",
+        "",
+        "| daemon | requests/s | p50 ms | p99 ms | requests per device batch | CPU cores: clients / daemon "
+        "| requests | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lr in loads:
+        out.append(
+            f"| {lr.label} | {fmt(lr.per_s)} | {lr.p50_ms:.2f} | {lr.p99_ms:.2f} | {lr.merged:.1f} | "
+            f"{lr.client_cores:.2f} / {lr.daemon_cores:.2f} | {lr.requests:,} | {lr.errors} |"
+        )
+    out += [
+        "",
+        "## Latency of one batch-1 request on an idle daemon (sequential requests)",
+        "",
+        "| daemon | p50 ms | p99 ms | mean ms | daemon queue µs (median) | device µs | daemon total µs | samples |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lt in lats:
+        out.append(
+            f"| {lt.label} | {lt.p50_ms:.3f} | {lt.p99_ms:.3f} | {lt.mean_ms:.3f} | {lt.queue_us:,.0f} | "
+            f"{lt.device_us:,.0f} | {lt.daemon_us:,.0f} | {lt.samples:,} |"
+        )
+    speedup = on.per_s / off.per_s if off.per_s else 0.0
+    out += [
+        "",
+        "## Targets",
+        "",
+        f"- batch 1024 through the daemon at least 80% of the local engine: {big.ratio():.0%} "
+        f"({fmt(big.rates['daemon_tcp'].per_s)} vs {fmt(big.rates['engine'].per_s)} instances/s) "
+        f"{verdict(big.ratio() >= 0.8)}",
+        f"- {CLIENTS} clients at batch 1, batching on at least 10x batching off: {speedup:.1f}x "
+        f"({fmt(on.per_s)} vs {fmt(off.per_s)} requests/s) {verdict(speedup >= 10)}",
+        f"- p50 of a batch-1 request on an idle daemon under 1 ms: {idle.p50_ms:.3f} ms {verdict(idle.p50_ms < 1.0)}",
+    ]
+    if quick:
+        out.append("- (quick run: short samples; its verdicts are not the benchmark's)")
+    out += ["", "## Check failures", "", *([f"- {f}" for f in failures] or ["- none: every check passed"]), ""]
+    return "\n".join(out)
+
+
+# --- driver ------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="short samples (smoke test): seconds instead of minutes")
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serve.md", help="Markdown report")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="benchmark data folder (../shared/data)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    grids = [parse_sudoku(r.puzzle) for r in load_puzzle_file(args.data / PUZZLES, settings.limit)]
+    domains = sudoku_domains(np.stack(grids))
+    load = os.getloadavg()
+    started = time.perf_counter()
+
+    def progress(what: str) -> None:
+        print(f"  {what} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    with Daemon() as daemon:
+        rows = measure_throughput(daemon, domains, settings)
+        progress("throughput")
+        lats = [measure_latency("default, TCP", daemon.address, domains, settings.latency_requests)]
+        lats.append(measure_latency("default, unix", daemon.unix_address, domains, settings.latency_requests))
+        lats.append(
+            measure_latency("default, TCP, bare stub", daemon.address, domains, settings.latency_requests, raw=True)
+        )
+        progress("latency")
+        on = measure_load("batching on (max_batch 1024, max_delay_us 500)", daemon, domains, settings)
+        progress("64 clients, batching on")
+    with Daemon(["--max-batch", "1"]) as daemon:
+        off = measure_load("batching off (--max-batch 1)", daemon, domains, settings)
+        progress("64 clients, batching off")
+    with Daemon(["--max-delay-us", "0"]) as daemon:
+        lats.append(measure_latency("--max-delay-us 0, TCP", daemon.address, domains, settings.latency_requests))
+        progress("latency without delay")
+
+    failures = [c for r in rows for c in r.checks]
+    failures += [f"{lr.label}: {lr.errors} requests failed" for lr in (on, off) if lr.errors]
+    words = sys.argv[1:] if argv is None else list(argv)
+    meta = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": " / ".join(f"{x:.2f}" for x in load),
+        "command": "python bench/serve.py" + "".join(f" {shlex.quote(a)}" for a in words),
+        "puzzles": f"{len(domains):,}",
+        "settings": f"{settings.budget:g} s per throughput cell (in {settings.rounds} interleaved rounds), "
+        f"{settings.duration:g} s per concurrency run, "
+        f"{settings.latency_requests:,} latency samples",
+        "total": f"{time.perf_counter() - started:.0f} s",
+    }
+    text = render(rows, (on, off), lats, failures, meta, args.quick)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""``connect_async(target)``: the same client as coroutines, for asyncio programs.
+
+Same semantics as ``_client`` (deadline on every call, register on first use, one re-register on
+``NOT_FOUND``, ``UNAVAILABLE`` retried by gRPC's policy, errors converted in :meth:`GrpcAsyncClient._invoke`).
+The gRPC channel is created on the first call, inside the event loop that makes it, since a ``grpc.aio``
+channel belongs to one loop; ``connect_async`` itself does no I/O and can run outside a loop. Cancelling
+the awaiting task cancels the RPC (the daemon drops the request before it reaches the device) and raises
+``asyncio.CancelledError`` as asyncio expects; it is never turned into :class:`fpgacsp.CancelledError`.
+The ``"local"`` target runs the engine in a worker thread (``asyncio.to_thread``; the engine releases the
+GIL), so the loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+import grpc.aio
+from fpgacsp_proto.isa import Mode, Program
+from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
+
+from . import _channel, _codec
+from ._client import ADMIN_METHODS, DEFAULT_TARGET, DEFAULT_TIMEOUT, LOCAL_TARGET
+from ._errors import DeadlineExceededError, FpgacspError, NotFoundError, from_rpc_error
+from ._types import DeviceStatus, ProgramInfo, ResetResult, SelfTestResult, SolveResult, Stats
+
+
+def connect_async(
+    target: str = DEFAULT_TARGET, *, timeout: float = DEFAULT_TIMEOUT, **channel_options: Any
+) -> AsyncClient:
+    """The asyncio twin of :func:`fpgacsp.connect` (same targets, same options); use ``async with``."""
+    target = _channel.check_target(target)
+    timeout = _codec.check_timeout(timeout)
+    if target == LOCAL_TARGET:
+        return AsyncLocalClient(timeout=timeout, **channel_options)
+    return GrpcAsyncClient(target, timeout=timeout, channel_options=channel_options)
+
+
+class AsyncClient(abc.ABC):
+    """What every target offers, as coroutines. Use with ``async with``, or ``await close()``."""
+
+    target: str
+    timeout: float
+
+    @abc.abstractmethod
+    async def register(self, program: Program, *, pin: bool = False, timeout: float | None = None) -> str: ...
+
+    @abc.abstractmethod
+    async def solve(
+        self,
+        program: Program,
+        domains: Any,
+        priorities: Any | None = None,
+        *,
+        mode: Mode | str = Mode.SOLVE,
+        node_limit: int | None = None,
+        max_solutions: int = 1,
+        timeout: float | None = None,
+    ) -> SolveResult: ...
+
+    @abc.abstractmethod
+    async def release(self, program: Program | str, *, timeout: float | None = None) -> bool: ...
+
+    @abc.abstractmethod
+    async def program_info(self, program: Program | str, *, timeout: float | None = None) -> ProgramInfo: ...
+
+    @abc.abstractmethod
+    async def list_programs(self, *, timeout: float | None = None) -> list[ProgramInfo]: ...
+
+    @abc.abstractmethod
+    async def device_status(self, *, timeout: float | None = None) -> DeviceStatus: ...
+
+    @abc.abstractmethod
+    async def stats(self, *, timeout: float | None = None) -> Stats: ...
+
+    @abc.abstractmethod
+    async def self_test(self, *, timeout: float | None = None) -> SelfTestResult: ...
+
+    @abc.abstractmethod
+    async def reset(self, *, timeout: float | None = None) -> ResetResult: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} target={self.target!r}>"
+
+    def _deadline(self, timeout: float | None) -> float:
+        return time.monotonic() + (self.timeout if timeout is None else _codec.check_timeout(timeout))
+
+
+class GrpcAsyncClient(AsyncClient):
+    """The daemon over ``grpc.aio``. Share it between the tasks of one event loop; not across fork."""
+
+    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, channel_options: Mapping[str, Any] = {}):
+        from . import __version__
+
+        self.target = target
+        self.timeout = _codec.check_timeout(timeout)
+        self._overrides = dict(channel_options)
+        self._options = _channel.channel_options(f"fpgacsp/{__version__}", self._overrides)
+        self._channel: grpc.aio.Channel | None = None
+        self._solver: solver_pb2_grpc.SolverStub | None = None
+        self._admin: admin_pb2_grpc.AdminStub | None = None
+        self._ids = _codec.ProgramIds()
+        self._pid = os.getpid()
+        self._closed = False
+
+    def __reduce__(self) -> tuple[Callable[..., AsyncClient], tuple[Any, ...]]:
+        return (_reconnect, (self.target, self.timeout, self._overrides))
+
+    async def register(self, program: Program, *, pin: bool = False, timeout: float | None = None) -> str:
+        program = _codec.check_program(program)
+        return await self._register(program, self._ids.id_of(program), pin, self._deadline(timeout))
+
+    async def solve(
+        self,
+        program: Program,
+        domains: Any,
+        priorities: Any | None = None,
+        *,
+        mode: Mode | str = Mode.SOLVE,
+        node_limit: int | None = None,
+        max_solutions: int = 1,
+        timeout: float | None = None,
+    ) -> SolveResult:
+        inputs = _codec.check_solve_inputs(program, domains, priorities, mode, node_limit, max_solutions)
+        deadline = self._deadline(timeout)
+        if inputs.batch == 0:
+            return _codec.empty_result(program.num_vars)
+        pid = self._ids.id_of(program)
+        request = _codec.solve_request(pid, program, inputs)
+        if pid not in self._ids.registered:
+            await self._register(program, pid, False, deadline)
+        try:
+            response = await self._invoke("Solve", request, deadline)
+        except NotFoundError:  # the daemon forgot it: register again (idempotent), retry once
+            self._ids.registered.discard(pid)
+            await self._register(program, pid, pid in self._ids.pinned, deadline)
+            response = await self._invoke("Solve", request, deadline)
+        return _codec.solve_result(response, program, inputs.batch)
+
+    async def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
+        pid = self._id_of(program)
+        request = solver_pb2.ReleaseProgramRequest(program_id=pid)
+        response = await self._invoke("ReleaseProgram", request, self._deadline(timeout))
+        self._ids.forget(pid)
+        return bool(response.released)
+
+    async def program_info(self, program: Program | str, *, timeout: float | None = None) -> ProgramInfo:
+        request = solver_pb2.GetProgramRequest(program_id=self._id_of(program))
+        response = await self._invoke("GetProgram", request, self._deadline(timeout))
+        return _codec.program_info(response.info)
+
+    async def list_programs(self, *, timeout: float | None = None) -> list[ProgramInfo]:
+        request = solver_pb2.ListProgramsRequest()
+        response = await self._invoke("ListPrograms", request, self._deadline(timeout))
+        return [_codec.program_info(p) for p in response.programs]
+
+    async def device_status(self, *, timeout: float | None = None) -> DeviceStatus:
+        request = admin_pb2.GetDeviceStatusRequest()
+        deadline = self._deadline(timeout)
+        return _codec.device_status(await self._invoke("GetDeviceStatus", request, deadline))
+
+    async def stats(self, *, timeout: float | None = None) -> Stats:
+        request = admin_pb2.GetStatsRequest()
+        return _codec.stats(await self._invoke("GetStats", request, self._deadline(timeout)))
+
+    async def self_test(self, *, timeout: float | None = None) -> SelfTestResult:
+        request = admin_pb2.SelfTestRequest()
+        response = await self._invoke("SelfTest", request, self._deadline(timeout))
+        return _codec.self_test_result(response)
+
+    async def reset(self, *, timeout: float | None = None) -> ResetResult:
+        request = admin_pb2.ResetRequest()
+        return _codec.reset_result(await self._invoke("Reset", request, self._deadline(timeout)))
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._channel is not None and os.getpid() == self._pid:
+                await self._channel.close()
+
+    async def _register(self, program: Program, pid: str, pin: bool, deadline: float) -> str:
+        request = _codec.register_request(program, pin)
+        response = await self._invoke("RegisterProgram", request, deadline)
+        self._ids.mark_registered(_codec.check_registered_id(response, pid), pin)
+        return pid
+
+    def _id_of(self, program: Program | str) -> str:
+        return _codec.check_program_id(program) if isinstance(program, str) else self._ids.id_of(program)
+
+    async def _invoke(self, method: str, request: Any, deadline: float) -> Any:
+        """Run one RPC with what is left of ``deadline``: the one place gRPC errors are converted."""
+        solver, admin = self._stubs()
+        call = getattr(admin if method in ADMIN_METHODS else solver, method)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceededError(
+                f"deadline passed before {method} was sent", grpc.StatusCode.DEADLINE_EXCEEDED, method
+            )
+        try:
+            return await call(request, timeout=remaining)
+        except grpc.RpcError as exc:  # grpc.aio.AioRpcError included
+            raise from_rpc_error(exc, method) from None
+
+    def _stubs(self) -> tuple[solver_pb2_grpc.SolverStub, admin_pb2_grpc.AdminStub]:
+        if self._closed:
+            raise FpgacspError(f"this client of {self.target!r} is closed")
+        if os.getpid() != self._pid:
+            raise FpgacspError(
+                f"this client of {self.target!r} was created in process {self._pid} and cannot be used after "
+                "fork (gRPC channels do not survive it): call fpgacsp.connect_async() in the process that uses it"
+            )
+        if self._solver is None or self._admin is None:
+            self._channel = _channel.aio_channel(self.target, self._options)
+            self._solver = solver_pb2_grpc.SolverStub(self._channel)
+            self._admin = admin_pb2_grpc.AdminStub(self._channel)
+        return self._solver, self._admin
+
+
+class AsyncLocalClient(AsyncClient):
+    """The ``"local"`` target for asyncio: a :class:`LocalClient` whose calls run in a worker thread."""
+
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT, **options: Any) -> None:
+        from ._local_client import LocalClient
+
+        self._sync = LocalClient(timeout=timeout, **options)
+        self.target = self._sync.target
+        self.timeout = self._sync.timeout
+
+    def __reduce__(self) -> tuple[Callable[..., AsyncClient], tuple[Any, ...]]:
+        return (_reconnect, (LOCAL_TARGET, self.timeout, {"threads": self._sync.threads}))
+
+    async def register(self, program: Program, *, pin: bool = False, timeout: float | None = None) -> str:
+        return self._sync.register(program, pin=pin, timeout=timeout)  # no engine work: no thread needed
+
+    async def solve(
+        self,
+        program: Program,
+        domains: Any,
+        priorities: Any | None = None,
+        *,
+        mode: Mode | str = Mode.SOLVE,
+        node_limit: int | None = None,
+        max_solutions: int = 1,
+        timeout: float | None = None,
+    ) -> SolveResult:
+        return await asyncio.to_thread(
+            self._sync.solve,
+            program,
+            domains,
+            priorities,
+            mode=mode,
+            node_limit=node_limit,
+            max_solutions=max_solutions,
+            timeout=timeout,
+        )
+
+    async def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
+        return self._sync.release(program, timeout=timeout)
+
+    async def program_info(self, program: Program | str, *, timeout: float | None = None) -> ProgramInfo:
+        return self._sync.program_info(program, timeout=timeout)
+
+    async def list_programs(self, *, timeout: float | None = None) -> list[ProgramInfo]:
+        return self._sync.list_programs(timeout=timeout)
+
+    async def device_status(self, *, timeout: float | None = None) -> DeviceStatus:
+        return self._sync.device_status(timeout=timeout)
+
+    async def stats(self, *, timeout: float | None = None) -> Stats:
+        return self._sync.stats(timeout=timeout)
+
+    async def self_test(self, *, timeout: float | None = None) -> SelfTestResult:
+        return await asyncio.to_thread(self._sync.self_test, timeout=timeout)
+
+    async def reset(self, *, timeout: float | None = None) -> ResetResult:
+        return await asyncio.to_thread(self._sync.reset, timeout=timeout)
+
+    async def close(self) -> None:
+        self._sync.close()
+
+
+def _reconnect(target: str, timeout: float, overrides: Mapping[str, Any]) -> AsyncClient:
+    return connect_async(target, timeout=timeout, **overrides)

@@ -1,0 +1,49 @@
+"""The PyTorch side of fpgacsp: a constraint program as a layer of a network.
+
+:class:`ConstraintLayer` (an ``nn.Module``) discretizes logits ``[B, N, D]`` into domains, solves them through a
+client (the daemon or the in-process engine) and returns 0/1 values ``[B, N, D]`` with a per-instance status; its
+backward pass is a straight-through estimator. The discretizers and estimators are exported for direct use and
+for writing new ones. See ``docs/layer.md``.
+"""
+
+from ._discretize import (
+    ConfidentArgmax,
+    Discretizer,
+    Threshold,
+    TopK,
+    check_logits,
+    discretize_confident_argmax,
+    discretize_threshold,
+    discretize_top_k,
+    domains_to_values,
+    mask_to_domains,
+    value_priorities,
+)
+from ._estimators import ESTIMATORS, BackwardContext, Estimator, IdentitySTE, RelaxationSTE, make_estimator
+from ._function import SolveFunction, SolverClient, SolveSpec
+from ._layer import ConstraintLayer, SolverOutput
+
+__all__ = [
+    "ESTIMATORS",
+    "BackwardContext",
+    "ConfidentArgmax",
+    "ConstraintLayer",
+    "Discretizer",
+    "Estimator",
+    "IdentitySTE",
+    "RelaxationSTE",
+    "SolveFunction",
+    "SolveSpec",
+    "SolverClient",
+    "SolverOutput",
+    "Threshold",
+    "TopK",
+    "check_logits",
+    "discretize_confident_argmax",
+    "discretize_threshold",
+    "discretize_top_k",
+    "domains_to_values",
+    "make_estimator",
+    "mask_to_domains",
+    "value_priorities",
+]

@@ -1,0 +1,231 @@
+"""Discretization: soft domain weights (logits ``[B, N, D]``) to the solver's domains ``uint64[B, N]``.
+
+A discretizer decides which values each variable keeps (``mask``) and names the smooth function it
+approximates (``relax``), which the ``"relaxation"`` straight-through estimator differentiates. Everything here
+is a pure function of the logits, usable without the layer (to build domains for ``Client.solve`` by hand, or to
+inspect what the layer sends). The masks are computed in at least float32 so that the same logits give the same
+domains whatever dtype the caller trains in, and ties always go to the lowest value, so discretizing is
+deterministic (the solver's own determinism contract would be worthless on top of a random tie-break).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ConfidentArgmax",
+    "Discretizer",
+    "Threshold",
+    "TopK",
+    "check_logits",
+    "discretize_confident_argmax",
+    "discretize_threshold",
+    "discretize_top_k",
+    "domains_to_values",
+    "mask_to_domains",
+    "value_priorities",
+]
+
+
+class Discretizer(ABC):
+    """Logits ``[B, N, D]`` to kept values (``mask``) plus the relaxation the mask approximates (``relax``).
+
+    Subclasses are small frozen dataclasses so that a layer holding one pickles into DataLoader workers and
+    prints its configuration.
+    """
+
+    @abstractmethod
+    def mask(self, logits: Tensor) -> Tensor:
+        """``bool[B, N, D]``: True where the value stays in the variable's domain (no gradient)."""
+
+    @abstractmethod
+    def relax(self, logits: Tensor) -> Tensor:
+        """The differentiable relaxation of :meth:`mask` (same shape and dtype as ``logits``)."""
+
+    def check_domain_size(self, domain_size: int) -> None:
+        """Raise ValueError when this discretizer cannot work with ``domain_size`` values (called once, early)."""
+        return None
+
+    def domains(self, logits: Tensor) -> np.ndarray:
+        """``uint64[B, N]`` bitsets of the kept values, ready for ``solve``."""
+        return mask_to_domains(self.mask(logits))
+
+    def __call__(self, logits: Tensor) -> np.ndarray:
+        return self.domains(logits)
+
+
+@dataclass(frozen=True)
+class Threshold(Discretizer):
+    """Keep every value whose ``sigmoid(logit) >= p``; a variable left with no value keeps its argmax.
+
+    Each value is judged on its own (a multi-label view: the network says "possible" or "not"). Why the argmax
+    fallback: an empty domain is a CONFLICT before any constraint is looked at, so one unsure variable would throw
+    away the whole instance and every other variable's contribution to it. "No value looks likely" is the network
+    being unsure, not a claim that the variable has no value; keeping its best guess lets the solver judge it.
+    """
+
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not _is_real(self.p) or not 0.0 < float(self.p) < 1.0:
+            raise ValueError(f"Threshold: p must be a number in (0, 1), got {self.p!r}")
+
+    def mask(self, logits: Tensor) -> Tensor:
+        x = _as_float(logits)
+        # sigmoid(x) >= p  <=>  x >= logit(p): exact, and free of sigmoid's saturation at large |x|
+        keep = x >= math.log(self.p) - math.log1p(-self.p)
+        return keep | (_argmax_mask(x) & ~keep.any(dim=-1, keepdim=True))
+
+    def relax(self, logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits)
+
+
+@dataclass(frozen=True)
+class TopK(Discretizer):
+    """Keep the ``k`` values with the largest logits (ties: the lower value first)."""
+
+    k: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 1:
+            raise ValueError(f"TopK: k must be a positive integer, got {self.k!r}")
+
+    def check_domain_size(self, domain_size: int) -> None:
+        if self.k > domain_size:
+            raise ValueError(f"TopK: k = {self.k} is larger than the program's domain size {domain_size}")
+
+    def mask(self, logits: Tensor) -> Tensor:
+        x = _as_float(logits)
+        if self.k > x.shape[-1]:
+            raise ValueError(f"TopK: k = {self.k} is larger than the domain size {x.shape[-1]} of the logits")
+        order = torch.argsort(x, dim=-1, descending=True, stable=True)[..., : int(self.k)]
+        return torch.zeros_like(x, dtype=torch.bool).scatter_(-1, order, True)
+
+    def relax(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits, dim=-1)
+
+
+@dataclass(frozen=True)
+class ConfidentArgmax(Discretizer):
+    """Fix a variable to its argmax when that value's softmax probability is ``>= p``, else keep its domain full.
+
+    The network only commits where it is sure and leaves the rest to the solver (visual Sudoku: read the clear
+    digits, let the constraints fill the cells it cannot read).
+    """
+
+    p: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not _is_real(self.p) or not 0.0 < float(self.p) <= 1.0:
+            raise ValueError(f"ConfidentArgmax: p must be a number in (0, 1], got {self.p!r}")
+
+    def mask(self, logits: Tensor) -> Tensor:
+        x = _as_float(logits)
+        sure = torch.softmax(x, dim=-1).amax(dim=-1, keepdim=True) >= self.p
+        return _argmax_mask(x) | ~sure
+
+    def relax(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits, dim=-1)
+
+
+def discretize_threshold(logits: Tensor, p: float = 0.5) -> np.ndarray:
+    """Domains ``uint64[B, N]`` keeping values with ``sigmoid(logit) >= p`` (see :class:`Threshold`)."""
+    return Threshold(p).domains(check_logits(logits))
+
+
+def discretize_top_k(logits: Tensor, k: int) -> np.ndarray:
+    """Domains ``uint64[B, N]`` keeping the ``k`` largest logits per variable (see :class:`TopK`)."""
+    return TopK(k).domains(check_logits(logits))
+
+
+def discretize_confident_argmax(logits: Tensor, p: float = 0.9) -> np.ndarray:
+    """Domains ``uint64[B, N]`` fixing confident variables, full elsewhere (see :class:`ConfidentArgmax`)."""
+    return ConfidentArgmax(p).domains(check_logits(logits))
+
+
+def value_priorities(logits: Tensor) -> np.ndarray:
+    """Branching priorities ``uint8[B, N, D]``: the rank of each value by probability, the likeliest highest.
+
+    The solver tries the value with the highest priority first, so SOLVE explores the network's belief in order.
+    Ranks (``D - 1`` for the likeliest down to ``0``; ties: the lower value ranks higher) are taken from the
+    logits, which order values exactly as their softmax probabilities do; quantising the probabilities themselves
+    to 0..255 would tie values closer than 1/255 (or underflowed to 0) and lose the network's order there, and the
+    solver only ever compares priorities within one variable.
+    """
+    x = _as_float(logits)
+    d = x.shape[-1]
+    order = torch.argsort(x, dim=-1, descending=True, stable=True)
+    ranks = torch.arange(d - 1, -1, -1, device=x.device, dtype=torch.int64).expand_as(order)
+    prio = torch.empty_like(order).scatter_(-1, order, ranks)
+    return prio.to(device="cpu", dtype=torch.uint8).numpy()
+
+
+def mask_to_domains(mask: Tensor) -> np.ndarray:
+    """``bool[B, N, D]`` to bitsets ``uint64[B, N]`` (bit ``v`` set where ``mask[b, n, v]``)."""
+    m = mask.detach().to(device="cpu", dtype=torch.bool).numpy()
+    packed = np.packbits(m, axis=-1, bitorder="little")  # [B, N, ceil(D / 8)], value v is bit v % 8 of byte v // 8
+    words = np.zeros((*m.shape[:-1], 8), dtype=np.uint8)
+    words[..., : packed.shape[-1]] = packed
+    return np.ascontiguousarray(words).view("<u8")[..., 0].astype(np.uint64)
+
+
+def domains_to_values(domains: np.ndarray, domain_size: int, like: Tensor) -> Tensor:
+    """Bitsets ``uint64[B, N]`` to 0/1 ``[B, N, D]`` on ``like``'s device and dtype (value ``v`` = bit ``v``)."""
+    words = np.ascontiguousarray(domains, dtype="<u8")
+    bits = np.unpackbits(words.view(np.uint8).reshape(*words.shape, 8), axis=-1, bitorder="little")
+    return torch.from_numpy(np.ascontiguousarray(bits[..., :domain_size])).to(device=like.device, dtype=like.dtype)
+
+
+def check_logits(logits: object, num_vars: int | None = None, domain_size: int | None = None) -> Tensor:
+    """Check ``logits`` is a finite floating ``[B, N, D]`` tensor with ``B >= 1`` (and the program's N, D).
+
+    Raised before anything is solved; the messages are part of the API (tests pin them). Structure is checked
+    before values, so a wrong shape never pays for a scan of the data.
+    """
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"expected logits as a torch.Tensor, got {type(logits).__name__}")
+    shape = list(logits.shape)
+    want = f"[B, {'N' if num_vars is None else num_vars}, {'D' if domain_size is None else domain_size}]"
+    expected = f"expected logits of shape [B, N, D] = {want}, got {shape}"
+    if logits.ndim != 3:
+        raise ValueError(expected)
+    if num_vars is not None and shape[1] != num_vars:
+        raise ValueError(f"{expected}: N = {shape[1]} does not match the program's {num_vars} variables")
+    if domain_size is not None and shape[2] != domain_size:
+        raise ValueError(f"{expected}: D = {shape[2]} does not match the program's domain size {domain_size}")
+    if shape[0] == 0:
+        raise ValueError(f"expected a non-empty batch, got logits of shape {shape}")
+    if shape[2] == 0:
+        raise ValueError(f"expected at least one value per variable, got logits of shape {shape}")
+    if not logits.is_floating_point():
+        raise TypeError(f"expected floating-point logits, got dtype {logits.dtype}")
+    bad = ~torch.isfinite(logits.detach())
+    if bool(bad.any()):
+        first = [int(i) for i in bad.nonzero()[0]]
+        raise ValueError(
+            f"logits must be finite: {int(bad.sum())} NaN or infinite value(s), the first at {first} "
+            f"= {float(logits.detach()[tuple(first)])}"
+        )
+    return logits
+
+
+def _as_float(logits: Tensor) -> Tensor:
+    """Detached logits in float32 at least (exact for float16/bfloat16), so masks do not depend on the dtype."""
+    x = logits.detach()
+    return x if x.dtype == torch.float64 else x.to(torch.float32)
+
+
+def _argmax_mask(x: Tensor) -> Tensor:
+    """One-hot of the argmax along the last axis (``torch.argmax`` returns the first maximum: the lowest value)."""
+    return torch.zeros_like(x, dtype=torch.bool).scatter_(-1, x.argmax(dim=-1, keepdim=True), True)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))

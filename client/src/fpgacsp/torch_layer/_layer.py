@@ -1,0 +1,229 @@
+"""``ConstraintLayer``: a constraint program as an ``nn.Module`` (logits in, solved 0/1 domains out).
+
+The module owns the configuration (program, mode, discretization, estimator, where to solve) and checks all of
+it once, at construction; ``forward`` checks the logits and hands one frozen spec to :class:`SolveFunction`.
+Where to solve is stored as a target string, never as a live connection, when the layer connects itself: the
+layer then pickles (DataLoader workers, ``torch.save``, ``copy.deepcopy``) and every process connects on its
+first forward, reconnecting when it notices it is a forked child.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import threading
+from typing import Any, NamedTuple
+
+from fpgacsp_proto.isa import Mode, Program, Status
+from torch import Tensor, nn
+
+from ._discretize import ConfidentArgmax, Discretizer, Threshold, check_logits
+from ._estimators import Estimator, make_estimator
+from ._function import SolveFunction, SolverClient, SolveSpec
+
+__all__ = ["ConstraintLayer", "SolverOutput"]
+
+_MODES = {"solve": Mode.SOLVE, "propagate": Mode.PROPAGATE}
+_DISCRETIZERS: dict[str, type[Discretizer]] = {"threshold": Threshold, "confident_argmax": ConfidentArgmax}
+
+
+class SolverOutput(NamedTuple):
+    """What :class:`ConstraintLayer` returns for logits ``[B, N, D]``.
+
+    ``values``: ``[B, N, D]`` 0/1 in the logits' dtype and device, bit ``v`` of each result domain (SOLVED: the
+    solution, one 1 per variable; FIXPOINT and LIMIT: the values still possible; CONFLICT and UNSAT: all 0).
+    ``status``: ``int64[B]`` :class:`fpgacsp.Status` values. ``nodes``: ``int64[B]`` search nodes. Both on the
+    logits' device.
+    """
+
+    values: Tensor
+    status: Tensor
+    nodes: Tensor
+
+    @property
+    def solved(self) -> Tensor:
+        """``bool[B]``: which instances came back SOLVED."""
+        return self.status == int(Status.SOLVED)
+
+
+class ConstraintLayer(nn.Module):
+    """Solve ``program`` for each instance of a batch of logits ``[B, N, D]``.
+
+    Args:
+        program: the constraint program (``N`` variables over ``D`` values) every instance shares.
+        mode: ``"solve"`` (search for a solution) or ``"propagate"`` (prune to the fixpoint only).
+        discretize: ``"confident_argmax"`` (default, p = 0.9), ``"threshold"`` (p = 0.5), or a
+            :class:`Discretizer` such as ``TopK(k)``, ``Threshold(p)``, ``ConfidentArgmax(p)``.
+        ste: the gradient estimator: ``"identity"``, ``"relaxation"`` or an :class:`Estimator` instance.
+        target: where to solve, for :func:`fpgacsp.connect` (``"host:port"``, ``"unix:///path"``, ``"local"``);
+            the default when no ``client`` is given is ``"local"``. Each process connects on first use.
+        client: an already connected client (anything with the client's ``solve``) instead of a target; it is
+            pickled along with the layer, so prefer ``target`` for DataLoader workers.
+        node_limit: search nodes per instance before ``LIMIT`` (None: the target's default).
+        priorities: in ``"solve"`` mode, try each variable's likelier values first (ranks from the logits).
+        timeout: seconds per solve call (None: the client's default deadline).
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        mode: str | Mode = "solve",
+        discretize: str | Discretizer = "confident_argmax",
+        ste: str | Estimator = "identity",
+        *,
+        target: str | None = None,
+        client: SolverClient | None = None,
+        node_limit: int | None = None,
+        priorities: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(program, Program):
+            raise TypeError(f"program: expected an fpgacsp.Program, got {type(program).__name__}")
+        self.program = program.validate()
+        self.mode = _parse_mode(mode)
+        self.discretize = _parse_discretize(discretize)
+        self.discretize.check_domain_size(program.domain_size)
+        self.ste = make_estimator(ste)
+        self.target, self._client = _parse_where(target, client)
+        self.node_limit = _parse_node_limit(node_limit)
+        self.priorities = _parse_priorities(priorities, self.mode)
+        self.timeout = _parse_timeout(timeout)
+        self._lock = threading.Lock()
+        self._connected: SolverClient | None = None  # our own connection to ``target``, for ``_pid`` only
+        self._pid = 0
+
+    def forward(self, logits: Tensor) -> SolverOutput:
+        """Discretize, solve and return :class:`SolverOutput`; the logits are checked before anything is sent."""
+        check_logits(logits, self.program.num_vars, self.program.domain_size)
+        spec = SolveSpec(
+            program=self.program,
+            mode=self.mode,
+            discretizer=self.discretize,
+            estimator=self.ste,
+            client=self.client,
+            priorities=self.priorities,
+            node_limit=self.node_limit,
+            timeout=self.timeout,
+        )
+        values, status, nodes = SolveFunction.apply(logits, spec)
+        return SolverOutput(values, status, nodes)
+
+    @property
+    def client(self) -> SolverClient:
+        """The client this process solves through (connecting to ``target`` on first use in each process)."""
+        if self._client is not None:
+            return self._client
+        with self._lock:
+            if self._connected is None or self._pid != os.getpid():
+                # a forked child inherits the parent's connection object but not its threads or sockets
+                self._connected = _connect(self.target)
+                self._pid = os.getpid()
+            return self._connected
+
+    def close(self) -> None:
+        """Close the connection this layer opened itself (a ``client`` passed in belongs to the caller)."""
+        with self._lock:
+            conn, self._connected = self._connected, None
+        if conn is not None and self._pid == os.getpid():
+            close = getattr(conn, "close", None)
+            if callable(close):
+                close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.update(_lock=None, _connected=None, _pid=0)  # a connection never travels; the target does
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._lock = threading.Lock()
+
+    def extra_repr(self) -> str:
+        p = self.program
+        where = f"target={self.target!r}" if self._client is None else f"client={type(self._client).__name__}"
+        parts = [
+            f"program=Program(num_vars={p.num_vars}, domain_size={p.domain_size}, constraints={len(p.constraints)})",
+            f"mode={self.mode.name.lower()!r}",
+            f"discretize={self.discretize!r}",
+            f"ste={self.ste!r}",
+            where,
+        ]
+        if self.node_limit is not None:
+            parts.append(f"node_limit={self.node_limit}")
+        if self.priorities:
+            parts.append("priorities=True")
+        if self.timeout is not None:
+            parts.append(f"timeout={self.timeout}")
+        return ", ".join(parts)
+
+
+def _connect(target: str) -> SolverClient:
+    """``fpgacsp.connect(target)``: the one place the layer opens a connection."""
+    from .._client import connect
+
+    return connect(target)
+
+
+def _parse_mode(mode: object) -> Mode:
+    if isinstance(mode, Mode):
+        return mode
+    if isinstance(mode, str) and mode in _MODES:
+        return _MODES[mode]
+    raise ValueError(f"mode: expected 'solve' or 'propagate', got {mode!r}")
+
+
+def _parse_discretize(discretize: object) -> Discretizer:
+    if isinstance(discretize, Discretizer):
+        return discretize
+    if isinstance(discretize, str) and discretize in _DISCRETIZERS:
+        return _DISCRETIZERS[discretize]()
+    if discretize in ("top_k", "topk"):
+        raise ValueError(f"discretize: {discretize!r} needs k: pass fpgacsp.TopK(k)")
+    raise ValueError(
+        f"discretize: expected 'threshold', 'confident_argmax' or a Discretizer such as TopK(k), got {discretize!r}"
+    )
+
+
+def _parse_where(target: object, client: object) -> tuple[str, SolverClient | None]:
+    if client is not None:
+        if target is not None:
+            raise ValueError("pass either target or client, not both")
+        if not callable(getattr(client, "solve", None)):
+            raise TypeError(f"client: expected an object with a solve() method, got {type(client).__name__}")
+        return "", client  # type: ignore[return-value]
+    if target is None:
+        return "local", None
+    if not isinstance(target, str) or not target:
+        raise TypeError(f"target: expected an address string such as 'localhost:50051' or 'local', got {target!r}")
+    return target, None
+
+
+def _parse_node_limit(node_limit: object) -> int | None:
+    if node_limit is None:
+        return None
+    if isinstance(node_limit, bool) or not isinstance(node_limit, numbers.Integral) or node_limit < 1:
+        raise ValueError(f"node_limit: expected None or a positive integer, got {node_limit!r}")
+    return int(node_limit)
+
+
+def _parse_priorities(priorities: object, mode: Mode) -> bool:
+    if not isinstance(priorities, bool):
+        raise TypeError(f"priorities: expected True or False, got {priorities!r}")
+    if priorities and mode != Mode.SOLVE:
+        raise ValueError("priorities: only mode='solve' branches, so priorities=True needs mode='solve'")
+    return priorities
+
+
+def _parse_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, numbers.Real)
+        or not math.isfinite(float(timeout))
+        or timeout <= 0
+    ):
+        raise ValueError(f"timeout: expected None or a positive number of seconds, got {timeout!r}")
+    return float(timeout)

@@ -1,0 +1,154 @@
+"""Prometheus metrics, all named ``fpgacsp_*``, in the daemon's own registry, served on their own port.
+
+Histograms (never summaries) for latencies and batch sizes so dashboards can aggregate across hosts;
+counters by method and status code; gauges for queue depth, programs loaded and device state. The
+:class:`Metrics` object is also the batcher's observer, and keeps the per-method counts ``GetStats`` reports.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import Counter
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest, make_wsgi_app
+from prometheus_client import Counter as PromCounter
+
+from .device import DeviceState
+
+# 50 us .. 10 s, roughly x2.5 per step: batch-1 loopback latency sits in the first buckets, big batches in the last
+SECONDS_BUCKETS = (
+    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """One thread per scrape, so a slow scraper never blocks another."""
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = PromCounter(
+            "fpgacsp_requests", "RPCs answered, by method and gRPC status code", ["method", "code"], registry=r
+        )
+        self.queue_seconds = Histogram(
+            "fpgacsp_queue_seconds", "Solve request wait from acceptance to the device", buckets=SECONDS_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.device_seconds = Histogram(
+            "fpgacsp_device_seconds", "Device time per batch", buckets=SECONDS_BUCKETS, registry=r
+        )
+        self.request_seconds = Histogram(
+            "fpgacsp_request_seconds", "Solve request time from acceptance to answer", buckets=SECONDS_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.batch_instances = Histogram(
+            "fpgacsp_batch_instances", "Instances per device batch", buckets=SIZE_BUCKETS, registry=r
+        )
+        self.batch_requests = Histogram(
+            "fpgacsp_batch_requests", "Requests merged per device batch", buckets=SIZE_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge("fpgacsp_queue_depth", "Solve requests waiting for the device", registry=r)
+        self.programs_loaded = Gauge("fpgacsp_programs_loaded", "Programs in the registry", registry=r)
+        self.device_state = Gauge(
+            "fpgacsp_device_state", "1 for the device's current state, 0 for the others", ["state"], registry=r
+        )
+        self.instances = PromCounter("fpgacsp_instances", "Solved instances by result status", ["status"], registry=r)
+        self.dropped_requests = PromCounter(
+            "fpgacsp_dropped", "Solve requests not run: expired, cancelled or queue_full", ["reason"], registry=r
+        )
+        for reason in ("expired", "cancelled", "queue_full"):
+            self.dropped_requests.labels(reason=reason)
+        self.set_device_state(DeviceState.STARTING)
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._request_children: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- RPC outcomes ------------------------------------------------------------------------------------
+
+    def count_request(self, method: str, code: str) -> None:
+        key = (method, code)
+        child = self._request_children.get(key)
+        if child is None:  # labels() costs a lock and a dict walk: once per (method, code) is enough
+            child = self._request_children[key] = self.requests.labels(method=method, code=code)
+        child.inc()
+        with self._lock:
+            self._counts[key] += 1
+
+    def request_counts(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def observe_request(self, seconds: float) -> None:
+        self.request_seconds.observe(seconds)
+
+    def count_statuses(self, statuses: dict[str, int]) -> None:
+        for status, n in statuses.items():
+            self.instances.labels(status=status).inc(n)
+
+    # -- batcher observer --------------------------------------------------------------------------------
+
+    def observe_batch(self, instances: int, requests: int, device_s: float) -> None:
+        self.batch_instances.observe(instances)
+        self.batch_requests.observe(requests)
+        self.device_seconds.observe(device_s)
+
+    def observe_queue(self, queue_s: float) -> None:
+        self.queue_seconds.observe(queue_s)
+
+    def set_queue_depth(self, depth: int) -> None:
+        self.queue_depth.set(depth)
+
+    def dropped(self, reason: str) -> None:
+        self.dropped_requests.labels(reason=reason).inc()
+
+    # -- gauges --------------------------------------------------------------------------------------------
+
+    def set_device_state(self, state: DeviceState) -> None:
+        for s in DeviceState:
+            self.device_state.labels(state=s.name.lower()).set(1 if s == state else 0)
+
+    def set_programs_loaded(self, n: int) -> None:
+        self.programs_loaded.set(n)
+
+    # -- exposition ----------------------------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def serve(self, host: str, port: int) -> tuple[str, int]:
+        """Start the HTTP endpoint (any path answers) on a daemon thread; returns the bound (host, port).
+
+        prometheus_client's own ``start_http_server`` polls for shutdown every 0.5 s; this one every 50 ms,
+        so a stopping daemon exits promptly.
+        """
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+        server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family, "daemon_threads": True})
+        self._server = make_server(host, port, make_wsgi_app(self.registry), server_class, handler_class=_QuietHandler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fpgacsp-metrics", daemon=True
+        )
+        self._thread.start()
+        bound: tuple[object, ...] = tuple(self._server.server_address)
+        return str(bound[0]), int(str(bound[1]))
+
+    def shutdown(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: the daemon's stderr carries its structured log only."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -1,0 +1,151 @@
+"""Content-addressed program registry with size limits and LRU eviction of unpinned programs.
+
+A program is named by the SHA-256 of its canonical encoding, so registering is idempotent: the same
+program from any client gets the same entry back. Used only from the event loop's thread (no locks). An
+entry stays usable by requests that already hold it after it is released or evicted: in-flight solves
+finish, later ones get ``NOT_FOUND`` and the client re-registers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from hashlib import sha256
+
+from fpgacsp_proto.encoding import encode_program
+from fpgacsp_proto.isa import Program
+
+from .config import RegistryConfig
+from .errors import InvalidArgument, NotFound, ResourceExhausted
+
+_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class ProgramEntry:
+    program_id: str
+    program: Program
+    encoded_bytes: int
+    pinned: bool
+    registered_unix_ms: int
+    last_used_unix_ms: int
+    solves: int = 0
+
+    @property
+    def num_vars(self) -> int:
+        return self.program.num_vars
+
+    @property
+    def domain_size(self) -> int:
+        return self.program.domain_size
+
+    @property
+    def num_constraints(self) -> int:
+        return len(self.program.constraints)
+
+
+def check_program_id(program_id: str) -> str:
+    if not _ID.fullmatch(program_id):
+        raise InvalidArgument(f"program_id: expected 64 lowercase hex digits (SHA-256), got {program_id!r}")
+    return program_id
+
+
+class ProgramRegistry:
+    """``register`` / ``get`` / ``release`` / ``list``; ``on_remove`` hears about every entry that leaves."""
+
+    def __init__(self, config: RegistryConfig, on_remove: Callable[[ProgramEntry], None] | None = None) -> None:
+        self.config = config
+        self._entries: OrderedDict[str, ProgramEntry] = OrderedDict()  # least recently used first
+        self._on_remove = on_remove
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, program_id: object) -> bool:
+        return program_id in self._entries
+
+    def register(self, program: Program, pin: bool = False) -> tuple[ProgramEntry, bool]:
+        """``(entry, created)``. Registering again is a no-op except that ``pin=True`` pins for good."""
+        limits = self.config
+        if program.num_vars > limits.max_vars:
+            raise ResourceExhausted(
+                f"program.num_vars: {program.num_vars} variables exceed registry.max_vars = {limits.max_vars}"
+            )
+        if len(program.constraints) > limits.max_constraints:
+            raise ResourceExhausted(
+                f"program.constraints: {len(program.constraints)} constraints exceed "
+                f"registry.max_constraints = {limits.max_constraints}"
+            )
+        encoded = encode_program(program)
+        if len(encoded) > limits.max_program_bytes:
+            raise ResourceExhausted(
+                f"program: canonical encoding of {len(encoded)} bytes exceeds "
+                f"registry.max_program_bytes = {limits.max_program_bytes}"
+            )
+        pid = sha256(encoded).hexdigest()
+        entry = self._entries.get(pid)
+        if entry is not None:
+            entry.pinned = entry.pinned or pin
+            self._touch(entry)
+            return entry, False
+        if len(self._entries) >= limits.max_programs:
+            self._evict_one()
+        now = _now_ms()
+        entry = ProgramEntry(pid, program, len(encoded), pin, now, now)
+        self._entries[pid] = entry
+        return entry, True
+
+    def get(self, program_id: str) -> ProgramEntry:
+        entry = self._entries.get(program_id)
+        if entry is None:
+            check_program_id(program_id)
+            raise NotFound(
+                f"program_id: unknown program {program_id} (never registered, released or evicted); register it again"
+            )
+        return entry
+
+    def use(self, program_id: str) -> ProgramEntry:
+        """``get`` and mark as most recently used (a Solve)."""
+        entry = self.get(program_id)
+        self._touch(entry)
+        return entry
+
+    def release(self, program_id: str) -> bool:
+        """Forget a program (pinned or not); ``False`` when the id was unknown (idempotent)."""
+        entry = self._entries.pop(program_id, None)
+        if entry is None:
+            check_program_id(program_id)
+            return False
+        self._removed(entry)
+        return True
+
+    def list(self) -> list[ProgramEntry]:
+        """Entries, most recently used last."""
+        return list(self._entries.values())
+
+    def _touch(self, entry: ProgramEntry) -> None:
+        entry.last_used_unix_ms = _now_ms()
+        self._entries.move_to_end(entry.program_id)
+
+    def _evict_one(self) -> None:
+        victim = next((e for e in self._entries.values() if not e.pinned), None)
+        if victim is None:
+            raise ResourceExhausted(
+                f"registry: all {len(self._entries)} programs are pinned (registry.max_programs = "
+                f"{self.config.max_programs}); release one first"
+            )
+        del self._entries[victim.program_id]
+        self.evictions += 1
+        self._removed(victim)
+
+    def _removed(self, entry: ProgramEntry) -> None:
+        if self._on_remove is not None:
+            self._on_remove(entry)

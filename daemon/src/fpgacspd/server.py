@@ -1,0 +1,277 @@
+"""The gRPC server and the daemon's life: listeners, health, reflection, metrics, signals, drain, systemd.
+
+Start: bind every ``server.listen`` address (log ``listening`` with the resolved port), start the metrics
+endpoint (``metrics_listening``), run the device self-test, then mark health SERVING, tell systemd
+``READY=1`` and log ``ready``. Signals are handled in ONE place (:meth:`Daemon.run`): the first SIGTERM or
+SIGINT drains (health NOT_SERVING, ``STOPPING=1``, new work refused with UNAVAILABLE, queued and in-flight
+work finished within ``shutdown_grace_s``) and exits 0; a second one cuts the drain short (what is still
+queued is answered UNAVAILABLE) and exits 0 too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import grpc
+from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from . import sdnotify
+from .config import Config
+from .core import Core
+from .device import DeviceState, DeviceWorker, make_device
+from .logs import get_logger, log_event
+from .metrics import Metrics
+from .service import AdminServicer, SolverServicer
+
+_log = get_logger("server")
+
+# gRPC options, in one place. 128 MiB messages: a B = 65536 batch of 9x9 Sudoku with priorities is ~58 MB.
+MAX_MESSAGE_BYTES = 128 << 20
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),  # a second daemon on a taken port must fail to bind, not share the port
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+)
+SOLVER_SERVICE = solver_pb2.DESCRIPTOR.services_by_name["Solver"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
+HEALTH_SERVICES = ("", SOLVER_SERVICE, ADMIN_SERVICE)
+FLUSH_GRACE_S = 0.2  # after a drain, for grpc to send the answers the handlers returned
+QUIET_S = 0.1  # after a drain, stop once no call arrived for this long ...
+LAME_DUCK_MAX_S = 2.0  # ... or after this long (within shutdown_grace_s)
+
+
+class StartupError(RuntimeError):
+    """The daemon could not start (an address could not be bound, ...); the message says which."""
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.worker = DeviceWorker(make_device(config.device.backend, config.device.threads))
+        self.core = Core(config, self.worker, self.metrics)
+        self.health = HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.addresses: list[str] = []
+        self.metrics_address: str | None = None
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._signals = 0
+        self._watchdog: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- the one place signals are handled ------------------------------------------------------------
+
+    async def run(self, restore_signals: bool = True) -> int:
+        """Serve until SIGTERM/SIGINT; the exit status: 0 after a drain, 1 if startup failed.
+
+        Handlers go through ``signal.signal`` rather than the loop's ``add_signal_handler``, because closing
+        the loop would put back the default action: as a process (``restore_signals=False``) a late SIGTERM
+        while the interpreter exits is then ignored instead of turning exit 0 into death by signal; embedded
+        (tests), the previous handlers come back.
+        """
+        loop = asyncio.get_running_loop()
+        installed = threading.current_thread() is threading.main_thread()
+        previous: dict[signal.Signals, Any] = {}
+        if installed:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, lambda n, _f: loop.call_soon_threadsafe(self._on_signal, n))
+        try:
+            try:
+                await self.start()
+            except StartupError as e:
+                log_event(_log, logging.CRITICAL, "startup_failed", error=str(e))
+                await self._close()
+                return 1
+            await self._stop.wait()
+            return 0 if await self.shutdown() else 1
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if restore_signals else signal.SIG_IGN)
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        log_event(_log, logging.INFO, "signal", signal=signal.Signals(signum).name, count=self._signals)
+        self._stop.set()
+        if self._signals > 1:
+            self._force.set()
+
+    def request_stop(self) -> None:
+        """What SIGTERM does, for embedding and tests."""
+        self._on_signal(signal.SIGTERM)
+
+    # -- start ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for service in HEALTH_SERVICES:
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.core.state_listeners.append(self._device_state_changed)
+        server = grpc.aio.server(options=list(SERVER_OPTIONS))
+        solver_pb2_grpc.add_SolverServicer_to_server(SolverServicer(self.core), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self.core), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SOLVER_SERVICE, ADMIN_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            server,
+        )  # fmt: skip
+        self.server = server
+        for address in self.config.server.listen:
+            self.addresses.append(_bind(server, address))
+        await server.start()
+        for address in self.addresses:
+            log_event(_log, logging.INFO, "listening", address=address, pid=os.getpid())
+        if self.config.server.metrics_listen:
+            self._start_metrics(self.config.server.metrics_listen)
+        self.core.start()
+        report = await self.core.self_test()
+        log_event(
+            _log, logging.INFO if report.passed else logging.ERROR, "self_test", passed=report.passed,
+            duration_ms=round(report.duration_s * 1e3, 3),
+            failed=[f"{c.name}: {c.detail}" for c in report.cases if not c.passed],
+        )  # fmt: skip
+        if self.config.systemd.watchdog_usec:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watchdog_loop())
+        if not report.passed:
+            return  # FAILED: Admin answers (Reset may recover), Solve is UNAVAILABLE, health NOT_SERVING
+        sdnotify.notify(self.config.systemd.notify_socket, "READY=1\nSTATUS=serving")
+        log_event(
+            _log, logging.INFO, "ready", addresses=self.addresses, metrics_address=self.metrics_address,
+            backend=self.worker.device.backend, version=self.core.version, pid=os.getpid(),
+        )  # fmt: skip
+
+    def _start_metrics(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        try:
+            bound_host, bound_port = self.metrics.serve(host.strip("[]"), int(port))
+        except OSError as e:
+            raise StartupError(f"server.metrics_listen: cannot bind {address} ({e.strerror or e})") from e
+        self.metrics_address = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+        log_event(_log, logging.INFO, "metrics_listening", address=self.metrics_address, path="/metrics")
+
+    def _device_state_changed(self, state: DeviceState) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING if state == DeviceState.READY else None
+        status = serving or health_pb2.HealthCheckResponse.NOT_SERVING
+        task = asyncio.get_running_loop().create_task(self._set_health(status))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        for service in HEALTH_SERVICES:
+            await self.health.set(service, status)
+
+    # -- watchdog -------------------------------------------------------------------------------------
+
+    async def _watchdog_loop(self) -> None:
+        """Ping systemd at half its interval, but only after a status call went through the device thread."""
+        interval = self.config.systemd.watchdog_usec / 2e6
+        probe: asyncio.Task[object] | None = None
+        while True:
+            if probe is None or probe.done():
+                probe = asyncio.get_running_loop().create_task(self.worker.status())
+            done, _ = await asyncio.wait({probe}, timeout=interval)
+            if probe in done and probe.exception() is None and self.worker.state != DeviceState.FAILED:
+                sdnotify.notify(self.config.systemd.notify_socket, "WATCHDOG=1")
+                await asyncio.sleep(interval)
+            else:
+                log_event(_log, logging.WARNING, "watchdog_missed", state=self.worker.state.name.lower())
+
+    # -- shutdown -------------------------------------------------------------------------------------
+
+    async def shutdown(self) -> bool:
+        """Drain and stop; ``False`` only if the one-answer invariant was found broken (a bug).
+
+        A second signal, or ``shutdown_grace_s`` running out, cuts the drain short: what is still queued
+        is answered UNAVAILABLE, so every request still gets its one answer and the stop stays orderly.
+        """
+        grace = self.config.server.shutdown_grace_s
+        start = time.monotonic()
+        log_event(_log, logging.INFO, "draining", queued=self.core.batcher.queue_depth, grace_s=grace)
+        sdnotify.notify(self.config.systemd.notify_socket, "STOPPING=1")
+        await self.health.enter_graceful_shutdown()
+        drain = asyncio.get_running_loop().create_task(self.core.drain())
+        force = asyncio.get_running_loop().create_task(self._force.wait())
+        done, _ = await asyncio.wait({drain, force}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        force.cancel()
+        forced = drain not in done
+        if forced:
+            log_event(_log, logging.WARNING, "drain_cut_short", queued=self.core.batcher.queue_depth)
+            await self.core.batcher.close()  # whatever is left is answered UNAVAILABLE
+            drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+        intact = self._invariant_holds()
+        if not self._force.is_set():
+            await self._quiesce(min(start + grace, time.monotonic() + LAME_DUCK_MAX_S))
+        if self.server is not None:
+            # Every handler has returned its answer; grpc only has to flush them. A longer grace would only
+            # wait for idle client connections to go away.
+            await self.server.stop(FLUSH_GRACE_S)
+        await self._close()
+        stats = self.core.batcher.stats
+        log_event(
+            _log, logging.INFO, "stopped", forced=forced, submitted=stats.submitted, answered=stats.answered,
+            duration_ms=round((time.monotonic() - start) * 1e3, 3),
+        )  # fmt: skip
+        return intact
+
+    def _invariant_holds(self) -> bool:
+        try:
+            self.core.batcher.check_invariant()
+        except AssertionError as e:
+            log_event(_log, logging.CRITICAL, "invariant_violated", error=str(e))
+            return False
+        return True
+
+    async def _quiesce(self, deadline: float) -> None:
+        """Lame duck: keep answering (UNAVAILABLE for new work) until no handler runs and no call arrived for
+        ``QUIET_S``, or ``deadline``. grpc cancels calls that arrive while it stops, so stopping the moment
+        the queue is empty would answer CANCELLED to clients that had not yet seen our UNAVAILABLE."""
+        while time.monotonic() < deadline and not self._force.is_set():
+            if self.core.active_rpcs == 0 and time.monotonic() - self.core.last_rpc_at >= QUIET_S:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        if self.server is not None:
+            await self.server.stop(0)
+        await self.core.batcher.close()
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            loop.run_in_executor(None, self.metrics.shutdown), loop.run_in_executor(None, self.worker.close)
+        )
+
+
+def _bind(server: grpc.aio.Server, address: str) -> str:
+    """Add a listener; returns the address with the resolved port (``HOST:0`` gets the one the OS picked)."""
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as e:
+        raise StartupError(f"server.listen: cannot bind {address} ({e})") from e
+    if address.startswith("unix:"):
+        return address
+    if port == 0:
+        raise StartupError(f"server.listen: cannot bind {address}")
+    host = address.rpartition(":")[0]
+    return f"{host}:{port}"
+
+
+async def serve(config: Config) -> int:
+    """The process's life; a late signal during interpreter exit is ignored (see :meth:`Daemon.run`)."""
+    return await Daemon(config).run(restore_signals=False)

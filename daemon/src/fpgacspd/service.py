@@ -1,0 +1,161 @@
+"""Thin grpc.aio servicers for ``fpgacsp.v1.Solver`` and ``fpgacsp.v1.Admin``: decode, call the core, encode.
+
+Every exception becomes a gRPC status in ONE place, :func:`to_status` applied by the :func:`rpc`
+decorator, which also counts each answer by method and code for the metrics and ``GetStats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from fpgacsp_proto.bitset import DomainError
+from fpgacsp_proto.convert import program_to_proto
+from fpgacsp_proto.isa import ProgramError
+from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
+
+from . import wire
+from .core import Core
+from .errors import DaemonError, InvalidArgument
+from .logs import get_logger, log_event
+
+_log = get_logger("service")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def to_status(error: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The error contract: our exceptions carry their code; anything else is an internal error."""
+    if isinstance(error, DaemonError):
+        return grpc.StatusCode[error.code], error.message
+    if isinstance(error, ProgramError):
+        return grpc.StatusCode.INVALID_ARGUMENT, f"program: {error}"
+    if isinstance(error, DomainError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(error)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"
+
+
+def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
+    """Wrap a handler: map its exceptions with :func:`to_status`, count every answer by code."""
+
+    def decorate(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
+        @functools.wraps(fn)
+        async def handler(self: _Servicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+            self.core.active_rpcs += 1
+            self.core.last_rpc_at = time.monotonic()
+            try:
+                response = await fn(self, request, context)
+            except asyncio.CancelledError:
+                # the caller cancelled or its deadline passed: gRPC answers it; we only count it
+                remaining = context.time_remaining()
+                expired = remaining is not None and remaining <= 0
+                self.core.metrics.count_request(method, "DEADLINE_EXCEEDED" if expired else "CANCELLED")
+                raise
+            except Exception as e:
+                code, message = to_status(e)
+                self.core.metrics.count_request(method, code.name)
+                if code == grpc.StatusCode.INTERNAL:
+                    log_event(_log, logging.ERROR, "rpc_failed", method=method, error=message, exc_info=True)
+                await context.abort(code, message)
+                raise AssertionError("unreachable: context.abort raises") from e
+            finally:
+                self.core.active_rpcs -= 1
+            self.core.metrics.count_request(method, "OK")
+            return response
+
+        return handler
+
+    return decorate
+
+
+class _Servicer:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+
+class SolverServicer(_Servicer, solver_pb2_grpc.SolverServicer):
+    @rpc("RegisterProgram")
+    async def RegisterProgram(  # noqa: N802 (gRPC method names)
+        self, request: solver_pb2.RegisterProgramRequest, context: grpc.aio.ServicerContext
+    ) -> solver_pb2.RegisterProgramResponse:
+        if not request.HasField("program"):
+            raise InvalidArgument("program: missing (set RegisterProgramRequest.program)")
+        entry, created = self.core.register(wire.decode_program(request.program), request.pin)
+        return solver_pb2.RegisterProgramResponse(
+            program_id=entry.program_id, created=created, info=wire.program_info(entry)
+        )
+
+    @rpc("GetProgram")
+    async def GetProgram(  # noqa: N802
+        self, request: solver_pb2.GetProgramRequest, context: grpc.aio.ServicerContext
+    ) -> solver_pb2.GetProgramResponse:
+        entry = self.core.registry.get(request.program_id)
+        response = solver_pb2.GetProgramResponse(info=wire.program_info(entry))
+        if request.include_program:
+            response.program.CopyFrom(program_to_proto(entry.program))
+        return response
+
+    @rpc("ListPrograms")
+    async def ListPrograms(  # noqa: N802
+        self, request: solver_pb2.ListProgramsRequest, context: grpc.aio.ServicerContext
+    ) -> solver_pb2.ListProgramsResponse:
+        return solver_pb2.ListProgramsResponse(programs=[wire.program_info(e) for e in self.core.registry.list()])
+
+    @rpc("ReleaseProgram")
+    async def ReleaseProgram(  # noqa: N802
+        self, request: solver_pb2.ReleaseProgramRequest, context: grpc.aio.ServicerContext
+    ) -> solver_pb2.ReleaseProgramResponse:
+        return solver_pb2.ReleaseProgramResponse(released=self.core.release(request.program_id))
+
+    @rpc("Solve")
+    async def Solve(  # noqa: N802
+        self, request: solver_pb2.SolveRequest, context: grpc.aio.ServicerContext
+    ) -> solver_pb2.SolveResponse:
+        self.core.check_available()
+        entry = self.core.registry.use(request.program_id)
+        call = wire.decode_solve(request, entry, self.core.config.solve)
+        answer = await self.core.solve(entry, call.domains, call.priorities, call.options, context.time_remaining())
+        return wire.encode_solve(answer, entry.domain_size)
+
+
+class AdminServicer(_Servicer, admin_pb2_grpc.AdminServicer):
+    @rpc("GetDeviceStatus")
+    async def GetDeviceStatus(  # noqa: N802
+        self, request: admin_pb2.GetDeviceStatusRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DeviceStatus:
+        core = self.core
+        batching = core.config.batching
+        return wire.device_status(
+            await core.device_info(), int(core.state), core.version, core.uptime_s(), core.batcher.queue_depth,
+            len(core.registry), batching.max_batch, batching.max_delay_us,
+        )  # fmt: skip
+
+    @rpc("SelfTest")
+    async def SelfTest(  # noqa: N802
+        self, request: admin_pb2.SelfTestRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SelfTestResponse:
+        return wire.self_test_response(await self.core.self_test())
+
+    @rpc("Reset")
+    async def Reset(  # noqa: N802
+        self, request: admin_pb2.ResetRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ResetResponse:
+        start = time.perf_counter()
+        report = await self.core.reset()
+        return admin_pb2.ResetResponse(
+            self_test_passed=report.passed, duration_us=round((time.perf_counter() - start) * 1e6)
+        )
+
+    @rpc("GetStats")
+    async def GetStats(  # noqa: N802
+        self, request: admin_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.Stats:
+        core = self.core
+        counts = core.metrics.request_counts()
+        return wire.stats(core.batcher.stats, counts, core.batcher.queue_depth, len(core.registry))

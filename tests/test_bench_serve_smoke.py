@@ -1,0 +1,78 @@
+"""Smoke test of the serving benchmark: ``bench/serve.py --quick`` runs end to end and reports real numbers.
+
+The recorded results are only worth having if the machinery is right: every table row carries positive
+figures, the daemon's answers were checked against the engine, no request failed, each target gets a
+verdict, and the report names where and how it was produced.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def table(text: str, heading: str) -> list[list[str]]:
+    """The body rows of the Markdown table under ``## heading``."""
+    lines = text.split(f"## {heading}", 1)[1].splitlines()
+    end = next((i for i, ln in enumerate(lines) if ln.startswith("## ")), len(lines))
+    rows = [ln for ln in lines[:end] if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in rows[2:]]
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", "").removesuffix("%"))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    out = tmp_path_factory.mktemp("bench") / "serve.md"
+    proc = subprocess.run(
+        [sys.executable, "bench/serve.py", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, f"benchmark failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return out.read_text(encoding="utf-8"), proc.stdout
+
+
+def test_throughput_rows_are_numeric_and_checked(report: tuple[str, str]) -> None:
+    text, _ = report
+    rows = table(text, "Throughput")
+    assert [r[0] for r in rows] == ["1", "64", "1024"]
+    for r in rows:
+        assert all(number(c) > 0 for c in r[1:6]), r
+        assert r[6] == "ok"
+
+
+def test_load_and_latency_rows(report: tuple[str, str]) -> None:
+    text, _ = report
+    loads = table(text, "64 concurrent clients")
+    assert [r[0].split(" (")[0] for r in loads] == ["batching on", "batching off"]
+    for r in loads:
+        assert number(r[1]) > 0 and 0 < number(r[2]) <= number(r[3]) and number(r[4]) >= 1
+        assert re.fullmatch(r"\d+\.\d\d / \d+\.\d\d", r[5]) and number(r[6]) > 0 and r[7] == "0"
+    lats = table(text, "Latency")
+    assert [r[0] for r in lats] == ["default, TCP", "default, unix", "default, TCP, bare stub", "--max-delay-us 0, TCP"]
+    for r in lats:
+        assert 0 < number(r[1]) <= number(r[2]) and number(r[7]) == 200
+
+
+def test_header_targets_and_stdout(report: tuple[str, str]) -> None:
+    text, stdout = report
+    for key in ("- Date:", "- Machine:", "load average", "- Software:", "grpcio", "- Commit:"):
+        assert key in text
+    assert "- Command: `python bench/serve.py --quick --out " in text
+    targets = [ln for ln in text.splitlines() if ln.endswith(("**met**", "**not met**"))]
+    assert len(targets) == 3
+    assert "80% of the local engine" in targets[0] and "10x" in targets[1] and "under 1 ms" in targets[2]
+    assert "none: every check passed" in text
+    assert table(stdout, "Throughput") and len(table(stdout, "Throughput")) == len(table(text, "Throughput"))
