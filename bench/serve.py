@@ -10,12 +10,12 @@ Three measurements on the ``magictour_top1465`` Sudoku puzzles (full solve, firs
    reaches 80% of the local engine.
 2. 64 concurrent asyncio clients (one process, one ``connect_async`` channel each) sending batch-1 requests
    in a closed loop for a fixed time, against a daemon with the default batching (``max_batch`` 1024,
-   ``max_delay_us`` 500) and against one started with ``--max-batch 1`` (batching off). Target: batching
+   ``max_delay_us`` 0) and against one started with ``--max-batch 1`` (batching off). Target: batching
    gives 10 times the throughput.
 3. Latency of sequential batch-1 requests on an otherwise idle daemon (default settings), as the client
    sees it (``time.perf_counter`` around ``Client.solve``), with the daemon's own queue/device split.
    Target: p50 under 1 ms over loopback. For comparison: the bare generated stub with prebuilt requests
-   (what the client library adds), and a daemon started with ``--max-delay-us 0``.
+   (what the client library adds), and a daemon started with ``--max-delay-us 500`` (waiting for companions).
 
 Run ``python bench/serve.py`` from the repository root; ``--quick`` is the smoke-test size (seconds). The
 report is printed and written to ``--out`` (default ``bench/results/serve.md``) with the date, machine, load
@@ -412,13 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             measure_latency("default, TCP, bare stub", daemon.address, domains, settings.latency_requests, raw=True)
         )
         progress("latency")
-        on = measure_load("batching on (max_batch 1024, max_delay_us 500)", daemon, domains, settings)
+        on = measure_load("batching on (max_batch 1024, max_delay_us 0)", daemon, domains, settings)
         progress("64 clients, batching on")
     with Daemon(["--max-batch", "1"]) as daemon:
         off = measure_load("batching off (--max-batch 1)", daemon, domains, settings)
         progress("64 clients, batching off")
-    with Daemon(["--max-delay-us", "0"]) as daemon:
-        lats.append(measure_latency("--max-delay-us 0, TCP", daemon.address, domains, settings.latency_requests))
+    with Daemon(["--max-delay-us", "500"]) as daemon:
+        lats.append(measure_latency("--max-delay-us 500, TCP", daemon.address, domains, settings.latency_requests))
         progress("latency without delay")
 
     failures = [c for r in rows for c in r.checks]

@@ -18,7 +18,7 @@ def test_defaults_match_the_contract() -> None:
     cfg = load_config([], env={})
     assert cfg == Config()
     assert cfg.server.listen == ("127.0.0.1:50051",)
-    assert (cfg.batching.max_batch, cfg.batching.max_delay_us, cfg.batching.max_queue) == (1024, 500, 4096)
+    assert (cfg.batching.max_batch, cfg.batching.max_delay_us, cfg.batching.max_queue) == (1024, 0, 4096)
     assert cfg.registry.max_programs == 256
     assert (cfg.solve.default_node_limit, cfg.solve.max_request_instances) == (1_000_000, 65536)
     assert (cfg.device.backend, cfg.device.threads) == ("engine", 0)

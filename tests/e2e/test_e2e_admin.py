@@ -42,7 +42,7 @@ def test_device_status(tcp: Stubs) -> None:
     assert status.backend == "engine"
     assert status.state == admin_pb2.DEVICE_STATE_READY
     assert status.description and status.daemon_version
-    assert status.max_batch == 1024 and status.max_delay_us == 500, "the defaults of the contract"
+    assert status.max_batch == 1024 and status.max_delay_us == 0, "the defaults of the contract"
     assert status.queue_depth == 0
     listed = tcp.solver.ListPrograms(solver_pb2.ListProgramsRequest(), timeout=RPC_TIMEOUT_S).programs
     assert status.programs_loaded == len(listed)

@@ -39,7 +39,7 @@ class ServerConfig:
 @dataclass(frozen=True)
 class BatchingConfig:
     max_batch: int = 1024  # instances per device batch (a larger single request still runs, alone)
-    max_delay_us: int = 500  # longest the oldest queued request waits for companions
+    max_delay_us: int = 0  # longest the oldest queued request waits for companions (0: none, as Triton)
     max_queue: int = 4096  # requests waiting for the device; one more is RESOURCE_EXHAUSTED at once
 
 
