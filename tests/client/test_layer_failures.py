@@ -169,7 +169,8 @@ def test_inf_input(layer: ConstraintLayer, client: RecordingClient) -> None:
         (
             {"ste": "softmax"},
             ValueError,
-            "ste: expected one of 'identity', 'relaxation' or an Estimator instance, got 'softmax'",
+            "ste: expected one of 'identity', 'relaxation', 'interpolation', 'perturbed' or an Estimator instance, "
+            "got 'softmax'",
         ),
         ({"node_limit": 0}, ValueError, "node_limit: expected None or a positive integer, got 0"),
         ({"node_limit": 2.5}, ValueError, "node_limit: expected None or a positive integer, got 2.5"),
@@ -209,7 +210,10 @@ def test_unknown_discretize() -> None:
 
 
 def test_unknown_ste() -> None:
-    with pytest.raises(ValueError, match=r"^ste: expected one of 'identity', 'relaxation' or an Estimator"):
+    with pytest.raises(
+        ValueError,
+        match=r"^ste: expected one of 'identity', 'relaxation', 'interpolation', 'perturbed' or an Estimator",
+    ):
         ConstraintLayer(PROGRAM, "solve", "threshold", "vlastelica")
 
 

@@ -22,6 +22,8 @@ from fpgacsp.torch_layer import (
     Discretizer,
     Estimator,
     IdentitySTE,
+    Interpolation,
+    Perturbed,
     RelaxationSTE,
     Threshold,
     TopK,
@@ -173,7 +175,12 @@ def test_estimator_seam_can_solve_again(solver: LocalSolver) -> None:
 
 
 def test_estimator_registry() -> None:
-    assert dict(ESTIMATORS) == {"identity": IdentitySTE, "relaxation": RelaxationSTE}
+    assert dict(ESTIMATORS) == {
+        "identity": IdentitySTE,
+        "relaxation": RelaxationSTE,
+        "interpolation": Interpolation,
+        "perturbed": Perturbed,
+    }
     assert make_estimator("identity") == IdentitySTE() != RelaxationSTE()
 
 

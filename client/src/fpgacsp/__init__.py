@@ -145,6 +145,9 @@ __all__ = [
 _TORCH_LAYER_NAMES = (
     "ConfidentArgmax",
     "ConstraintLayer",
+    "Interpolation",
+    "MinProbability",
+    "Perturbed",
     "SolverOutput",
     "Threshold",
     "TopK",
@@ -157,6 +160,9 @@ __all__ += _TORCH_LAYER_NAMES
 if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ below imports them
     from .torch_layer import ConfidentArgmax as ConfidentArgmax
     from .torch_layer import ConstraintLayer as ConstraintLayer
+    from .torch_layer import Interpolation as Interpolation
+    from .torch_layer import MinProbability as MinProbability
+    from .torch_layer import Perturbed as Perturbed
     from .torch_layer import SolverOutput as SolverOutput
     from .torch_layer import Threshold as Threshold
     from .torch_layer import TopK as TopK

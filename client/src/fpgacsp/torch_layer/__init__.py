@@ -9,6 +9,7 @@ for writing new ones. See ``docs/layer.md``.
 from ._discretize import (
     ConfidentArgmax,
     Discretizer,
+    MinProbability,
     Threshold,
     TopK,
     check_logits,
@@ -19,7 +20,16 @@ from ._discretize import (
     mask_to_domains,
     value_priorities,
 )
-from ._estimators import ESTIMATORS, BackwardContext, Estimator, IdentitySTE, RelaxationSTE, make_estimator
+from ._estimators import (
+    ESTIMATORS,
+    BackwardContext,
+    Estimator,
+    IdentitySTE,
+    Interpolation,
+    Perturbed,
+    RelaxationSTE,
+    make_estimator,
+)
 from ._function import SolveFunction, SolverClient, SolveSpec
 from ._layer import ConstraintLayer, SolverOutput
 
@@ -31,6 +41,9 @@ __all__ = [
     "Discretizer",
     "Estimator",
     "IdentitySTE",
+    "Interpolation",
+    "MinProbability",
+    "Perturbed",
     "RelaxationSTE",
     "SolveFunction",
     "SolveSpec",

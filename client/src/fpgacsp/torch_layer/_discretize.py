@@ -22,6 +22,7 @@ from torch import Tensor
 __all__ = [
     "ConfidentArgmax",
     "Discretizer",
+    "MinProbability",
     "Threshold",
     "TopK",
     "check_logits",
@@ -130,6 +131,32 @@ class ConfidentArgmax(Discretizer):
         x = _as_float(logits)
         sure = torch.softmax(x, dim=-1).amax(dim=-1, keepdim=True) >= self.p
         return _argmax_mask(x) | ~sure
+
+    def relax(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits, dim=-1)
+
+
+@dataclass(frozen=True)
+class MinProbability(Discretizer):
+    """Keep every value whose softmax probability is ``>= p``; the argmax is always kept.
+
+    A candidate set per variable, as wide as the network's doubt: a sure variable keeps one value, an unsure one
+    keeps every reading it finds plausible, and the search (best with ``priorities=True``, which tries the likelier
+    candidates first) picks among them under the constraints, so the solver can overrule a misread. Uniform logits
+    (all zeros, every value at ``1 / D``) keep the full domain whenever ``p <= 1 / D``: feed zeros for a variable
+    the network says nothing about. The argmax is kept even when ``p`` exceeds its probability (``p > 1 / D`` can
+    leave no value above it), for the reason :class:`Threshold` keeps one: an empty domain is a conflict, not doubt.
+    """
+
+    p: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not _is_real(self.p) or not 0.0 < float(self.p) <= 1.0:
+            raise ValueError(f"MinProbability: p must be a number in (0, 1], got {self.p!r}")
+
+    def mask(self, logits: Tensor) -> Tensor:
+        x = _as_float(logits)
+        return (torch.softmax(x, dim=-1) >= self.p) | _argmax_mask(x)
 
     def relax(self, logits: Tensor) -> Tensor:
         return torch.softmax(logits, dim=-1)

@@ -5,14 +5,18 @@ estimator supplies a useful surrogate instead. Each one is a small object with o
 gets everything the forward pass knew (:class:`BackwardContext`) and the incoming gradient. That seam is the
 point: estimators that solve again in the backward pass (Vlastelica et al.'s interpolation, which re-solves with
 the logits moved along the incoming gradient, or perturbation-based ones averaging solves under noise) need
-``BackwardContext.resolve``; the two estimators here do not call it.
+``BackwardContext.resolve``. :class:`IdentitySTE` and :class:`RelaxationSTE` never call it;
+:class:`Interpolation` and :class:`Perturbed` solve once more per backward (one batched call), through the same
+client as the forward pass, so the daemon that served the forward serves the backward too.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -25,6 +29,8 @@ __all__ = [
     "BackwardContext",
     "Estimator",
     "IdentitySTE",
+    "Interpolation",
+    "Perturbed",
     "RelaxationSTE",
     "make_estimator",
 ]
@@ -95,11 +101,129 @@ class RelaxationSTE(Estimator):
         return grad
 
 
-ESTIMATORS: dict[str, type[Estimator]] = {cls.name: cls for cls in (IdentitySTE, RelaxationSTE)}
+@dataclass(frozen=True)
+class Interpolation(Estimator):
+    """Vlastelica et al. (ICLR 2020), "Differentiation of Blackbox Combinatorial Solvers": one more solve per backward.
+
+    The forward gave ``y = solve(w)``. The backward solves again at ``w' = w - lam * g`` (``g = dL/dy``) and
+    returns ``grad_w = (y - y') / lam``: the exact gradient of a piecewise-linear interpolation of ``L(solve(w))``
+    whose "kinks" sit ``lam`` apart, so unlike the identity STE it reaches logits the loss never looks at (the
+    given cells of a board whose loss only sees the blanks), through the constraints that tie them together.
+
+    Sign, derived for this solver: the paper's solver *minimises* a cost ``<w, y>`` and perturbs ``w + lam * g``.
+    Here logits are scores the solver *maximises* (discretization keeps high logits, priorities try them first),
+    i.e. it minimises the cost ``-w``; substituting ``-w`` for the cost gives ``w' = w - lam * g`` and
+    ``grad_w = (y - y') / lam``. Check on one variable: ``w = [1, 0]`` gives ``y = [1, 0]``; a loss that wants
+    value 1 has ``g = [0, -1]``, so ``w' = [1, lam]`` picks ``y' = [0, 1]`` (for ``lam > 1``) and
+    ``grad_w = [1, -1] / lam``: a descent step lowers value 0's logit and raises value 1's, as it should.
+
+    ``lam`` is in units of logits per unit of ``g``: ``lam * |g|`` must be comparable with the logit gaps, or
+    ``y' == y`` and the gradient is zero. A loss averaged over many cells has a small ``g``; with
+    ``normalize=True`` each instance's ``g`` is scaled to a largest entry of 1 before perturbing (and the result
+    scaled back), which is the same method with a per-instance ``lam_b = lam / max|g_b|``, so ``lam`` then reads
+    "move a wanted value's logit by up to ``lam``" whatever the loss's scale or the batch size.
+    """
+
+    lam: float = 20.0
+    normalize: bool = field(default=False, kw_only=True)
+    name: ClassVar[str] = "interpolation"
+
+    def __post_init__(self) -> None:
+        if not _is_positive(self.lam):
+            raise ValueError(f"Interpolation: lam must be a positive number, got {self.lam!r}")
+        if not isinstance(self.normalize, bool):
+            raise TypeError(f"Interpolation: normalize must be True or False, got {self.normalize!r}")
+
+    def backward(self, ctx: BackwardContext, grad_values: Tensor) -> Tensor:
+        w = _wide(ctx.logits)
+        g = grad_values.to(w.dtype)
+        scale = _instance_scale(g) if self.normalize else torch.ones_like(g[:, :1, :1])
+        moved = ctx.resolve(w - self.lam * g / scale)  # one batched solve for the whole batch
+        grad = (ctx.values.to(w.dtype) - moved.to(w.dtype)) * (scale / self.lam)
+        return grad.to(ctx.logits.dtype)
+
+
+@dataclass(frozen=True)
+class Perturbed(Estimator):
+    """Perturbed optimizers (Berthet et al., NeurIPS 2020): the Jacobian of ``E[solve(w + sigma Z)]``, ``Z ~ N(0, I)``.
+
+    The smoothed solution ``y_sigma(w) = E[y(w + sigma Z)]`` of a maximiser has the Jacobian
+    ``E[y(w + sigma Z) Z^T] / sigma`` (Gaussian integration by parts), so the backward returns, per instance ``b``,
+    ``grad_w[b] = mean_s <g[b], y_s[b]> Z_s[b] / sigma`` with ``y_s = solve(w + sigma Z_s)`` over ``samples``
+    draws of ``Z`` per logit, all solved in one batched call (the samples stacked along the batch dimension). The
+    forward pass itself stays the unperturbed solve: the perturbed optimizer serves as a gradient estimator only.
+    The sign needs no flip: the solver maximises the logits, as Berthet et al.'s ``argmax`` does.
+
+    ``sigma`` is in units of logits: it has to move the solution (flip the discretization or the search order) for
+    the samples to differ, while a large one drowns the network's own logits. The estimate is a Monte Carlo
+    average over ``samples``: its noise grows with the number of logits, so wide problems (a 9x9 board has 729)
+    need more samples than :class:`Interpolation`'s single extra solve.
+
+    ``seed``: an int makes the noise reproducible (a generator seeded once, advancing with each backward and
+    carried along when the layer is pickled); None draws from torch's global generator. The noise is drawn on
+    the CPU, so a seed gives the same noise on every device.
+    """
+
+    sigma: float = 1.0
+    samples: int = 8
+    seed: int | None = None
+    _generator: torch.Generator | None = field(default=None, init=False, repr=False, compare=False)
+    name: ClassVar[str] = "perturbed"
+
+    def __post_init__(self) -> None:
+        if not _is_positive(self.sigma):
+            raise ValueError(f"Perturbed: sigma must be a positive number, got {self.sigma!r}")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, numbers.Integral) or self.samples < 1:
+            raise ValueError(f"Perturbed: samples must be a positive integer, got {self.samples!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
+            raise ValueError(f"Perturbed: seed must be None or an integer, got {self.seed!r}")
+
+    def backward(self, ctx: BackwardContext, grad_values: Tensor) -> Tensor:
+        w = _wide(ctx.logits)
+        g = grad_values.to(w.dtype)
+        s, shape = int(self.samples), tuple(w.shape)
+        z = torch.randn((s, *shape), generator=self._noise_generator(), dtype=w.dtype).to(w.device)
+        ys = ctx.resolve((w.unsqueeze(0) + self.sigma * z).reshape(s * shape[0], *shape[1:])).reshape(s, *shape)
+        score = (ys.to(w.dtype) * g).sum(dim=(-2, -1))  # [S, B]: <g[b], y_s[b]>
+        grad = (score[..., None, None] * z).mean(dim=0) / self.sigma
+        return grad.to(ctx.logits.dtype)
+
+    def _noise_generator(self) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if self._generator is None:  # created on first use: a frozen dataclass, so set through object
+            object.__setattr__(self, "_generator", torch.Generator().manual_seed(int(self.seed)))
+        return self._generator
+
+
+def _wide(logits: Tensor) -> Tensor:
+    """Logits in float32 at least: a perturbation in float16 could overflow to inf (or round away)."""
+    x = logits.detach()
+    return x if x.dtype == torch.float64 else x.to(torch.float32)
+
+
+def _instance_scale(g: Tensor) -> Tensor:
+    """``max |g[b]|`` per instance as ``[B, 1, 1]``, 1 where ``g[b]`` is all zero (nothing to move then)."""
+    m = g.abs().amax(dim=(-2, -1), keepdim=True)
+    return torch.where(m > 0, m, torch.ones_like(m))
+
+
+def _is_positive(value: object) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+        and float(value) > 0
+    )
+
+
+ESTIMATORS: dict[str, type[Estimator]] = {
+    cls.name: cls for cls in (IdentitySTE, RelaxationSTE, Interpolation, Perturbed)
+}
 
 
 def make_estimator(ste: str | Estimator) -> Estimator:
-    """An :class:`Estimator` from its name (``"identity"``, ``"relaxation"``) or an instance."""
+    """An :class:`Estimator` from its name (a key of :data:`ESTIMATORS`, built with its defaults) or an instance."""
     if isinstance(ste, Estimator):
         return ste
     if isinstance(ste, str) and ste in ESTIMATORS:
