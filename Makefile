@@ -32,9 +32,9 @@ $(PROTO_SRC)/%_pb2.py: $(PROTO_SRC)/%.proto
 	$(BIN)/python -m grpc_tools.protoc -I $(PROTO_SRC) --python_out=$(PROTO_SRC) --pyi_out=$(PROTO_SRC) \
 		--grpc_python_out=$(PROTO_SRC) $<
 
-# The main job.
+# The main job: fpgacspd on the simulator, the visual-Sudoku training (regime a) through it, then a clean stop.
 run: venv
-	$(BIN)/fpgacsp solve $(DATA)/sudoku/magictour_top1465.csv --target local --out /tmp/fpgacsp-magictour.csv
+	BIN=$(BIN) bash scripts/run-main-job.sh --time-budget-s 180
 
 lint: venv
 	$(BIN)/ruff check .

@@ -61,7 +61,12 @@ def test_load_and_latency_rows(report: tuple[str, str]) -> None:
         assert number(r[1]) > 0 and 0 < number(r[2]) <= number(r[3]) and number(r[4]) >= 1
         assert re.fullmatch(r"\d+\.\d\d / \d+\.\d\d", r[5]) and number(r[6]) > 0 and r[7] == "0"
     lats = table(text, "Latency")
-    assert [r[0] for r in lats] == ["default, TCP", "default, unix", "default, TCP, bare stub", "--max-delay-us 500, TCP"]
+    assert [r[0] for r in lats] == [
+        "default, TCP",
+        "default, unix",
+        "default, TCP, bare stub",
+        "--max-delay-us 500, TCP",
+    ]
     for r in lats:
         assert 0 < number(r[1]) <= number(r[2]) and number(r[7]) == 200
 

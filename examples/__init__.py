@@ -1,0 +1,1 @@
+"""Example jobs built on fpgacsp (``python -m examples.visual_sudoku``)."""

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The README's main job: start fpgacspd on the simulator, train the visual-Sudoku example (regime a) through it,
+# print the results, then stop the daemon with SIGTERM (its graceful drain) and check it exited cleanly.
+# Usage: scripts/run-main-job.sh [extra arguments for python -m examples.visual_sudoku]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+workdir=$(mktemp -d /tmp/fpgacsp-main.XXXXXX)
+log="$workdir/fpgacspd.log"
+sock="$workdir/fpgacspd.sock"
+
+"$BIN/python" -m fpgacspd --listen "unix:$sock" --log-format json 2>"$log" &
+daemon=$!
+stop_daemon() {
+  if kill -0 "$daemon" 2>/dev/null; then
+    kill -TERM "$daemon"
+    wait "$daemon" || { echo "fpgacspd exited with $? (log: $log)" >&2; return 1; }
+  fi
+}
+trap 'stop_daemon || true' EXIT
+
+for _ in $(seq 1 120); do
+  grep -q '"event": "ready"' "$log" && break
+  kill -0 "$daemon" 2>/dev/null || { echo "fpgacspd failed to start:" >&2; cat "$log" >&2; exit 1; }
+  sleep 0.5
+done
+grep -q '"event": "ready"' "$log" || { echo "fpgacspd not ready after 60 s:" >&2; cat "$log" >&2; exit 1; }
+echo "fpgacspd ready on unix://$sock (log: $log)"
+
+status=0
+"$BIN/python" -m examples.visual_sudoku --target "unix://$sock" --regime a "$@" || status=$?
+trap - EXIT
+stop_daemon
+echo "fpgacspd stopped cleanly"
+exit "$status"
