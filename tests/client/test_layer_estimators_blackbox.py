@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from daemon_process import DaemonProcess
-from fpgacsp import LocalSolver, Mode, Status, make_program, sudoku_domains, sudoku_program
+from fpgacsp import LocalSolver, Mode, Neq, Status, make_program, sudoku_domains, sudoku_program
 from fpgacsp.torch_layer import (
     ConstraintLayer,
     Estimator,
@@ -201,6 +201,20 @@ def test_interpolation_sign_on_one_variable(solver: LocalSolver) -> None:
     assert step[0, 0, 1] > w[0, 0, 1] and step[0, 0, 0] < w[0, 0, 0]  # descent: towards value 1
 
 
+def test_interpolation_gives_no_gradient_where_the_second_solve_finds_no_solution(solver: LocalSolver) -> None:
+    """``x != y`` over two values, top-1 discretization. Instance 0 reads ``(0, 1)`` and its loss wants ``y = 0``:
+    the perturbed logits read ``(0, 0)``, which is UNSAT, so ``y' = 0`` and ``(y - y') / lam`` would push both
+    chosen values down; it must get no gradient. Instance 1 reads ``(1, 0)`` and wants ``(0, 1)``, which is
+    feasible: the usual ``(y - y') / lam``."""
+    program = make_program(2, 2, [Neq(0, 1)])
+    w = torch.tensor([[[5.0, 0.0], [0.0, 1.0]], [[0.0, 5.0], [1.0, 0.0]]], dtype=torch.float64)
+    g = torch.tensor([[[0.0, 0.0], [-1.0, 0.0]], [[-1.0, 0.0], [0.0, -1.0]]], dtype=torch.float64)
+    layer = ConstraintLayer(program, "solve", TopK(1), Interpolation(10.0), client=solver)
+    grad = grad_of(layer, w, g)
+    assert not bool(grad[0].any())
+    assert grad[1].tolist() == [[-0.1, 0.1], [0.1, -0.1]]
+
+
 def test_interpolation_normalize_is_a_per_instance_lambda(solver: LocalSolver) -> None:
     """A tiny ``g`` (a loss averaged over many cells) moves nothing at ``lam = 4``; ``normalize=True`` perturbs
     by ``lam * g / max|g|`` and scales back, i.e. ``lam_b = lam / max|g_b|``: the gradient is ``g``-sized."""
@@ -260,12 +274,18 @@ def test_one_batched_resolve_per_backward(solver: LocalSolver, kind: str, per_ba
     assert x.grad is not None and x.grad.dtype == x.dtype and x.grad.shape == x.shape
 
 
+# A valid 4x4 Sudoku solution as one-hot [16, 4]: a loss pulling towards it keeps the re-solves feasible.
+VALID_4X4 = torch.nn.functional.one_hot(
+    torch.tensor([(r * 2 + r // 2 + c) % 4 for r in range(4) for c in range(4)]), 4
+).double()
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
 @pytest.mark.parametrize("kind", ["interpolation", "perturbed"])
 def test_gradient_dtype_follows_logits(solver: LocalSolver, dtype: torch.dtype, kind: str) -> None:
     layer = ConstraintLayer(SUDOKU, "solve", MinProbability(0.05), fresh(kind), client=solver, priorities=True)
     x = (torch.randn(4, 16, 4, generator=torch.Generator().manual_seed(2)) * 0.5).to(dtype).requires_grad_(True)
-    (layer(x).values * torch.arange(4, dtype=dtype)).sum().backward()
+    ((layer(x).values - VALID_4X4.to(dtype)) ** 2).sum().backward()
     assert x.grad is not None and x.grad.dtype == dtype and bool(torch.isfinite(x.grad).all())
     assert bool(x.grad.abs().sum() > 0)
 
@@ -292,7 +312,7 @@ def test_estimators_through_the_daemon_equal_local(solver: LocalSolver) -> None:
     """The re-solve goes to the forward's own target: through a real daemon the gradients are the local ones
     bit for bit (the solver is deterministic, and the Perturbed noise is seeded)."""
     x = torch.randn(8, 16, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64) * 2
-    g = torch.randn(8, 16, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    g = -VALID_4X4.expand(8, 16, 4) + 0.1 * torch.randn(8, 16, 4, generator=torch.Generator().manual_seed(7))
     with DaemonProcess() as daemon:
         for make in (lambda: Interpolation(5.0), lambda: Perturbed(1.0, 4, seed=8)):
             remote = ConstraintLayer(

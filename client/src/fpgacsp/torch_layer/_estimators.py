@@ -122,6 +122,11 @@ class Interpolation(Estimator):
     ``normalize=True`` each instance's ``g`` is scaled to a largest entry of 1 before perturbing (and the result
     scaled back), which is the same method with a per-instance ``lam_b = lam / max|g_b|``, so ``lam`` then reads
     "move a wanted value's logit by up to ``lam``" whatever the loss's scale or the batch size.
+
+    An instance whose second solve is infeasible (CONFLICT or UNSAT: every variable left without a value) gets no
+    gradient. The paper's solver always returns a feasible point; here the perturbed logits can discretize to an
+    infeasible problem, and ``y' = 0`` would make ``(y - y') / lam = y / lam`` push down every value the forward
+    chose, the right ones included (observed: it collapses symbol grounding).
     """
 
     lam: float = 20.0
@@ -139,7 +144,8 @@ class Interpolation(Estimator):
         g = grad_values.to(w.dtype)
         scale = _instance_scale(g) if self.normalize else torch.ones_like(g[:, :1, :1])
         moved = ctx.resolve(w - self.lam * g / scale)  # one batched solve for the whole batch
-        grad = (ctx.values.to(w.dtype) - moved.to(w.dtype)) * (scale / self.lam)
+        found = (moved.sum(dim=-1) > 0).all(dim=-1)  # [B]: the second solve was feasible
+        grad = (ctx.values.to(w.dtype) - moved.to(w.dtype)) * (scale / self.lam) * found[:, None, None].to(w.dtype)
         return grad.to(ctx.logits.dtype)
 
 
