@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from daemon_process import DaemonProcess
-from fpgacsp import LocalSolver, Mode, Neq, Status, make_program, sudoku_domains, sudoku_program
+from fpgacsp import LocalSolver, Neq, Status, make_program, sudoku_program
 from fpgacsp.torch_layer import (
     ConstraintLayer,
     Estimator,
@@ -30,6 +30,7 @@ from fpgacsp.torch_layer import (
     TopK,
     make_estimator,
 )
+from sudoku4 import four_by_four_puzzles
 
 SUDOKU = sudoku_program(2)
 ONE_VAR = make_program(1, 3, [])  # no constraints: SOLVE returns the highest-priority value of the domain
@@ -325,28 +326,6 @@ def test_estimators_through_the_daemon_equal_local(solver: LocalSolver) -> None:
 
 
 # --- learning: symbol grounding on 4x4 Sudoku -----------------------------------------------------------
-
-
-def four_by_four_puzzles(solver: LocalSolver, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random 4x4 solutions (relabelled, rows and columns shuffled within bands) carved to unique puzzles."""
-    rng = np.random.default_rng(seed)
-    base = np.array([[(r * 2 + r // 2 + c) % 4 for c in range(4)] for r in range(4)])
-    puzzles: list[np.ndarray] = []
-    solutions: list[np.ndarray] = []
-    while len(puzzles) < count:
-        grid = rng.permutation(4)[base]
-        grid = grid[[b * 2 + i for b in rng.permutation(2) for i in rng.permutation(2)]]
-        grid = grid[:, [b * 2 + i for b in rng.permutation(2) for i in rng.permutation(2)]]
-        solution = (grid.T if rng.random() < 0.5 else grid).reshape(-1)
-        puzzle = solution.copy()
-        for cell in rng.permutation(16):
-            trial = puzzle.copy()
-            trial[cell] = -1
-            if solver.solve(SUDOKU, sudoku_domains(trial), mode=Mode.SOLVE, max_solutions=2).solutions[0] == 1:
-                puzzle = trial
-        puzzles.append(puzzle)
-        solutions.append(solution)
-    return np.stack(puzzles), np.stack(solutions)
 
 
 class SymbolGrounding:

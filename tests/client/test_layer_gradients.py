@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from fpgacsp import LocalSolver, Mode, Status, sudoku_domains, sudoku_program
+from fpgacsp import LocalSolver, Status, sudoku_program
 from fpgacsp.torch_layer import (
     ESTIMATORS,
     BackwardContext,
@@ -29,6 +29,7 @@ from fpgacsp.torch_layer import (
     TopK,
     make_estimator,
 )
+from sudoku4 import four_by_four_puzzles
 
 PROGRAM = sudoku_program(2)
 DISCRETIZERS = [Threshold(0.5), TopK(2), ConfidentArgmax(0.6)]
@@ -185,28 +186,6 @@ def test_estimator_registry() -> None:
 
 
 # --- learning -------------------------------------------------------------------------------------------
-
-
-def four_by_four_puzzles(solver: LocalSolver, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random 4x4 Sudoku solutions (relabelled, rows/columns shuffled within bands) and minimal unique puzzles."""
-    rng = np.random.default_rng(seed)
-    base = np.array([[(r * 2 + r // 2 + c) % 4 for c in range(4)] for r in range(4)])
-    puzzles: list[np.ndarray] = []
-    solutions: list[np.ndarray] = []
-    while len(puzzles) < count:
-        g = rng.permutation(4)[base]
-        g = g[[b * 2 + i for b in rng.permutation(2) for i in rng.permutation(2)]]
-        g = g[:, [b * 2 + i for b in rng.permutation(2) for i in rng.permutation(2)]]
-        sol = (g.T if rng.random() < 0.5 else g).reshape(-1)
-        puzzle = sol.copy()
-        for cell in rng.permutation(16):
-            trial = puzzle.copy()
-            trial[cell] = -1
-            if solver.solve(PROGRAM, sudoku_domains(trial), mode=Mode.SOLVE, max_solutions=2).solutions[0] == 1:
-                puzzle = trial
-        puzzles.append(puzzle)
-        solutions.append(sol)
-    return np.stack(puzzles), np.stack(solutions)
 
 
 @pytest.fixture(scope="module")
