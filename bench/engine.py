@@ -24,9 +24,7 @@ import argparse
 import dataclasses
 import datetime
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -53,9 +51,9 @@ from fpgacsp_proto.bitset import singleton_values
 from fpgacsp_proto.isa import Program, Status
 from fpgacspd.engine import BatchResult, FastEngine, SolveOptions, compile_program, reference_solve_batch
 
+from bench._report import REPO, git_commit, machine, versions
 from bench.baselines import Answer, CpSatBaseline, GlucoseBaseline, Outcome, check_assignment, givens_of
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 MAX_BATCH = 4096
 CHROMATIC = {  # from ../shared/data/README.md
@@ -342,55 +340,6 @@ class RunInfo:
     load: tuple[float, float, float]
 
 
-def _first_line(path: str, key: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), None)
-    except OSError:
-        return None
-
-
-def machine() -> str:
-    """CPU model, core count and RAM, as the report's reader needs them to compare numbers across runs."""
-    cpu = _first_line("/proc/cpuinfo", "model name") or platform.processor() or "unknown CPU"
-    family, model = _first_line("/proc/cpuinfo", "cpu family"), _first_line("/proc/cpuinfo", "model\t")
-    mhz = _first_line("/proc/cpuinfo", "cpu MHz")
-    if family and model:
-        cpu += f" (family {family} model {model}" + (f", {float(mhz):.0f} MHz)" if mhz else ")")
-    if " hypervisor" in (_first_line("/proc/cpuinfo", "flags") or ""):
-        cpu += ", virtual machine"
-    mem = _first_line("/proc/meminfo", "MemTotal")
-    ram = f"{int(mem.split()[0]) / 2**20:.1f} GiB RAM" if mem else "RAM unknown"
-    return f"{cpu}, {os.cpu_count()} cores, {ram}, {platform.system()} {platform.release()}"
-
-
-def versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    parts = [f"Python {platform.python_version()}"]
-    for dist in ("numpy", "numba", "python-sat", "ortools"):
-        try:
-            parts.append(f"{dist} {version(dist)}")
-        except PackageNotFoundError:
-            parts.append(f"{dist} (not installed)")
-    return ", ".join(parts)
-
-
-def git_commit() -> str:
-    """Short commit, marked when the tree has uncommitted changes; a tree without commits says so."""
-
-    def git(*cmd: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True, check=False)
-
-    try:
-        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain")
-    except OSError:
-        return "unknown (git not available)"
-    if head.returncode != 0:
-        return "none (no commit yet)"
-    return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
-
-
 def fmt(x: float | None) -> str:
     if x is None:
         return "—"
@@ -470,7 +419,7 @@ def render(results: Sequence[SetResult], run: RunInfo, settings: Settings) -> st
         "",
         f"- Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {machine()}; load average at start {run.load[0]:.2f} / {run.load[1]:.2f} / {run.load[2]:.2f}",
-        f"- Software: {versions()}",
+        f"- Software: {versions(('numpy', 'numba', 'python-sat', 'ortools'))}",
         f"- Commit: {git_commit()}",
         f"- Command: `{run.command}`",
         f"- Time budget per measurement: {run.budget:g} s; numba warm-up {run.jit_seconds:.1f} s (not timed); "

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import datetime
 import os
-import platform
 import shlex
 import sys
 import time
@@ -50,10 +49,9 @@ from fpgacsp_proto.bitset import pack_domains
 from fpgacsp_proto.v1 import solver_pb2, solver_pb2_grpc
 from fpgacspd.engine import BatchResult, FastEngine
 
+from bench._report import REPO, git_commit, machine, versions
 from bench._serving import Daemon
-from bench.engine import git_commit, machine
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 PUZZLES = "sudoku/magictour_top1465.csv"
 BATCHES = (1, 64, 1024)
@@ -294,18 +292,6 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
-def versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    parts = [f"Python {platform.python_version()}"]
-    for dist in ("numpy", "numba", "grpcio", "protobuf"):
-        try:
-            parts.append(f"{dist} {version(dist)}")
-        except PackageNotFoundError:
-            parts.append(f"{dist} (not installed)")
-    return ", ".join(parts)
-
-
 def render(
     rows: Sequence[ThroughputRow],
     loads: Sequence[LoadResult],
@@ -322,7 +308,7 @@ def render(
         "",
         f"- Date: {meta['date']}",
         f"- Machine: {machine()}; load average at start {meta['load']}",
-        f"- Software: {versions()}",
+        f"- Software: {versions(('numpy', 'numba', 'grpcio', 'protobuf'))}",
         f"- Commit: {git_commit()}",
         f"- Command: `{meta['command']}`",
         f"- Puzzles: `{PUZZLES}` ({meta['puzzles']} puzzles), full solve; {meta['settings']}",
