@@ -34,7 +34,7 @@ from ._errors import (
     ServerError,
     UnavailableError,
 )
-from ._local import LocalSolver, Solver
+from ._local import LocalSolver
 from ._types import (
     DeviceState,
     DeviceStatus,
@@ -109,7 +109,6 @@ __all__ = [
     "SelfTestResult",
     "ServerError",
     "SolveResult",
-    "Solver",
     "Stats",
     "Status",
     "Table2",

@@ -1,14 +1,14 @@
-"""The ``local`` target: the daemon's fast engine running in this process, behind the solver seam.
+"""The daemon's fast engine running in this process: what the ``local`` target's client calls.
 
-Every target (this one now, the gRPC daemon later) offers the same ``solve`` call, described by
-:class:`Solver`, so the CLI and the training code never care where the engine runs. The engine lives in
+Every target offers the same API (:class:`fpgacsp.Client`; ``connect("local")`` wraps this solver), so the
+CLI and the training code never care where the engine runs. The engine lives in
 the ``fpgacsp-daemon`` distribution; it is imported only when a ``LocalSolver`` is built, so importing the
 client never pulls in the daemon (or numba) and a training host without the extra still works remotely.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fpgacsp_proto.isa import Mode, Program
@@ -21,23 +21,6 @@ _INSTALL_HINT = (
     "the 'local' target runs the fpgacsp engine in-process and needs the fpgacsp-daemon distribution: "
     "pip install 'fpgacsp[local]' (or pip install fpgacsp-daemon)"
 )
-
-
-class Solver(Protocol):
-    """What every target offers: solve a batch of instances of one program."""
-
-    def solve(
-        self,
-        program: Program,
-        domains: np.ndarray,
-        priorities: np.ndarray | None = None,
-        *,
-        mode: Mode = Mode.SOLVE,
-        node_limit: int = DEFAULT_NODE_LIMIT,
-        max_solutions: int = 1,
-    ) -> BatchResult: ...
-
-    def close(self) -> None: ...
 
 
 class LocalSolver:
