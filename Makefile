@@ -7,7 +7,7 @@ PROTOS := $(wildcard $(PROTO_SRC)/fpgacsp_proto/v1/*.proto)
 STUBS := $(PROTOS:.proto=_pb2.py)
 DATA ?= ../shared/data
 
-.PHONY: all venv proto system-deps run test lint typecheck pytest bench clean
+.PHONY: all venv proto regmap system-deps run test lint typecheck pytest bench clean
 
 all: venv
 
@@ -17,11 +17,20 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements/dev.txt proto/pyproject.toml daemon/pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
-	$(MAKE) proto
+	$(MAKE) proto regmap
 	$(BIN)/pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e proto -e daemon -e client
 	touch $@
 
 proto: $(STUBS)
+
+# Everything generated from the register map (fpga_bitstream/regmap/fpgacsp.rdl): the driver's Python
+# definitions, the RTL register block, the C header, docs/regmap.md. tests/test_regmap.py catches staleness.
+REGMAP_SRC := fpga_bitstream/regmap/fpgacsp.rdl fpga_bitstream/regmap/generate.py
+REGMAP_OUT := daemon/src/fpgacspd/device/_regmap.py
+regmap: $(REGMAP_OUT)
+
+$(REGMAP_OUT): $(REGMAP_SRC)
+	$(BIN)/python fpga_bitstream/regmap/generate.py
 
 # Programs the tests run for real (Prometheus scrapes the daemon's metrics endpoint); Debian packages.
 system-deps:
@@ -53,4 +62,5 @@ bench: venv
 	$(BIN)/python bench/engine.py
 
 clean:
-	rm -rf $(VENV) $(PROTO_SRC)/fpgacsp_proto/v1/*_pb2*.py $(PROTO_SRC)/fpgacsp_proto/v1/*_pb2*.pyi
+	rm -rf $(VENV) $(PROTO_SRC)/fpgacsp_proto/v1/*_pb2*.py $(PROTO_SRC)/fpgacsp_proto/v1/*_pb2*.pyi $(REGMAP_OUT) \
+		fpga_bitstream/generated

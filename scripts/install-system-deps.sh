@@ -3,6 +3,7 @@
 #   prometheus, promtool   Debian package `prometheus` (tests/e2e/test_e2e_prometheus.py, test_e2e_deploy.py)
 #   systemd-analyze        Debian package `systemd` (test_e2e_deploy.py verifies deploy/fpgacspd.service)
 #   systemd-sysusers       Debian package `systemd` (test_e2e_deploy.py dry-runs deploy/fpgacspd.sysusers)
+#   verilator              Debian package `verilator` (tests/test_regmap.py lints the generated RTL register block)
 # Idempotent: a second run installs nothing. Needs root for apt-get; uses sudo when not root.
 # The packaged Prometheus service is NOT started (the tests run their own Prometheus on a free port); set
 # FPGACSP_START_SERVICES=1 to let the package start its service as usual.
@@ -22,6 +23,7 @@ need prometheus prometheus
 need promtool prometheus
 need systemd-analyze systemd
 need systemd-sysusers systemd
+need verilator verilator
 
 if [ -z "$missing" ]; then
     echo "install-system-deps: nothing to do"
@@ -66,7 +68,7 @@ echo "install-system-deps: apt-get install -y --no-install-recommends$missing"
 # shellcheck disable=SC2086  # $missing is a word list on purpose
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 
-for tool in prometheus promtool systemd-analyze systemd-sysusers; do
+for tool in prometheus promtool systemd-analyze systemd-sysusers verilator; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "install-system-deps: $tool still missing after the install" >&2
         exit 1
