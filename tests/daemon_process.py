@@ -36,7 +36,7 @@ class DaemonProcess:
 
     ``args`` are extra command-line flags (after the defaults, so a later ``--listen`` adds an address);
     ``env`` entries are added to (not replacing) the current environment; ``unix_socket`` also listens on a
-    Unix socket in a private temporary folder.
+    Unix socket in a private temporary folder; ``until`` names the log event that ends startup.
     """
 
     def __init__(
@@ -45,11 +45,13 @@ class DaemonProcess:
         env: dict[str, str] | None = None,
         unix_socket: bool = False,
         ready_timeout_s: float = READY_TIMEOUT_S,
+        until: str = "ready",
     ) -> None:
         self.args = list(args or [])
         self.env = dict(env or {})
         self.unix_socket = unix_socket
         self.ready_timeout_s = ready_timeout_s
+        self.until = until  # the log event start() waits for: "ready", or "self_test" for a daemon that fails it
         self.log_lines: list[str] = []
         self.events: list[dict[str, Any]] = []
         self.address = ""
@@ -130,7 +132,7 @@ class DaemonProcess:
             elif name == "metrics_listening":
                 self.metrics_address = str(event.get("address", ""))
                 self.metrics_url = f"http://{self.metrics_address}/metrics"
-            elif name == "ready":
+            elif name == self.until:
                 if not self.address:
                     raise DaemonError(f"fpgacspd ready without a 'listening' TCP address\n{self.log_text()}")
                 return

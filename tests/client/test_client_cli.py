@@ -55,7 +55,7 @@ def test_status_prints_device_programs_and_queue(daemon: DaemonProcess, puzzle_f
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert f"fpgacsp status of {daemon.unix_address}" in text
-    for fragment in ("backend    engine", "state      READY", "uptime", "batches", "queue      0 requests waiting"):
+    for fragment in ("backend    sim", "state      READY", "uptime", "batches", "queue      0 requests waiting"):
         assert fragment in text, text
     assert "max_batch 1,024" in text
     header = next(line for line in text.splitlines() if line.strip().startswith("ID"))
@@ -65,7 +65,7 @@ def test_status_prints_device_programs_and_queue(daemon: DaemonProcess, puzzle_f
     assert cells[1:5] == ["81", "9", "27", "no"] and int(cells[5]) >= 2 and "ago)" in row
 
     doc = json.loads(run("status", "--target", daemon.address, "--json").stdout)
-    assert doc["device"]["state"] == "READY" and doc["device"]["backend"] == "engine"
+    assert doc["device"]["state"] == "READY" and doc["device"]["backend"] == "sim"
     assert program_id(sudoku_program()) in {p["program_id"] for p in doc["programs"]}
     assert any(m["method"] == "Solve" and m["code"] == "OK" for m in doc["stats"]["requests"])
 

@@ -21,7 +21,7 @@ def test_defaults_match_the_contract() -> None:
     assert (cfg.batching.max_batch, cfg.batching.max_delay_us, cfg.batching.max_queue) == (1024, 0, 4096)
     assert cfg.registry.max_programs == 256
     assert (cfg.solve.default_node_limit, cfg.solve.max_request_instances) == (1_000_000, 65536)
-    assert (cfg.device.backend, cfg.device.threads) == ("engine", 0)
+    assert (cfg.device.backend, cfg.device.threads) == ("sim", 0)
     assert cfg.systemd.notify_socket == "" and cfg.systemd.watchdog_usec == 0
 
 
@@ -58,7 +58,7 @@ max_program_bytes = 4096
 default_node_limit = 1_000
 max_request_instances = 128
 [device]
-backend = "engine"
+backend = "sim"
 threads = 1
 [log]
 format = "text"
@@ -181,3 +181,23 @@ def test_docs_list_every_setting_with_its_default() -> None:
             assert shown == f'"{default}"', rows[0]
         else:
             assert float(shown) == default, rows[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--device", "01:00"], "--device: expected a PCI address DDDD:BB:DD.F (e.g. 0000:01:00.0), got '01:00'"),
+        (["--sim-faults", "hang"], "--sim-faults: expected KIND@N (once) or KIND/N (every N-th RUN job)"),
+        (["--sim-faults", "melt@1"], "--sim-faults: unknown fault 'melt' in 'melt@1'"),
+        (["--job-timeout-ms", "0"], "--job-timeout-ms: must be at least 1"),
+    ],
+)
+def test_device_settings_are_checked(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(argv, env={})
+    assert message in str(info.value)
+
+
+def test_a_short_pci_address_gets_domain_0000() -> None:
+    cfg = load_config(["--device-backend", "vfio", "--device", "01:00.0"], env={})
+    assert (cfg.device.backend, cfg.device.address) == ("vfio", "0000:01:00.0")

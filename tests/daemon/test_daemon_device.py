@@ -1,5 +1,6 @@
-"""Device layer: the engine device agrees with the engine, the known-answer self-test passes on it and fails on a
-wrong device, and the worker runs everything on one thread, retries a fault once after a reset, and tracks state."""
+"""Device layer: the register device (driver + simulated card) agrees with the engine, the known-answer self-test
+passes on it and fails on a wrong device, and the worker runs everything on one thread, fails only the batch a
+lost device fails, and tracks state."""
 
 from __future__ import annotations
 
@@ -12,22 +13,27 @@ import numpy as np
 import pytest
 from fpgacsp_proto.encoding import program_id
 from fpgacsp_proto.isa import Program
-from fpgacspd.device import DeviceInfo, DeviceState, DeviceWorker, EngineDevice
+from fpgacspd.config import DeviceConfig
+from fpgacspd.device import DeviceInfo, DeviceState, DeviceWorker, RegisterDevice, make_device
 from fpgacspd.engine import BatchResult, FastEngine, SolveOptions
-from fpgacspd.errors import DeviceFailure
+from fpgacspd.errors import DeviceFailure, DeviceLost
 from fpgacspd.selftest import SelfTestReport, known_answers, run_self_test
 from hypothesis import given, settings
 from strategies import BatchCase, batch_cases, solve_options
 
 
+def sim_device() -> RegisterDevice:
+    return make_device(DeviceConfig(threads=1))
+
+
 @pytest.fixture(scope="module")
-def device() -> Iterator[EngineDevice]:
-    dev = EngineDevice(threads=1)
+def device() -> Iterator[RegisterDevice]:
+    dev = sim_device()
     yield dev
     dev.close()
 
 
-def test_self_test_passes_on_the_engine_device(device: EngineDevice) -> None:
+def test_self_test_passes_on_the_simulated_card(device: RegisterDevice) -> None:
     report = device.self_test()
     assert report.passed, report.cases
     assert {c.name for c in report.cases} == {ka.name for ka in known_answers()}
@@ -44,7 +50,7 @@ def test_known_answers_cover_both_modes_and_every_outcome() -> None:
     assert any(ka.solutions > 1 for ka in kas)
 
 
-class WrongDevice(EngineDevice):
+class WrongDevice(RegisterDevice):
     """Off by one node: the self-test must notice."""
 
     def run_batch(
@@ -56,7 +62,9 @@ class WrongDevice(EngineDevice):
 
 
 def test_self_test_fails_on_a_wrong_device() -> None:
-    dev = WrongDevice(threads=1)
+    from fpgacspd.device.sim import SimParams, SimTransport
+
+    dev = WrongDevice(SimTransport(SimParams(threads=1)))
     try:
         report = run_self_test(dev)
     finally:
@@ -69,9 +77,11 @@ def test_self_test_fails_on_a_wrong_device() -> None:
 
 @settings(max_examples=30)
 @given(case=batch_cases(max_batch=8), options=solve_options(max_node_limit=1000))
-def test_engine_device_equals_the_engine_and_zero_priorities_equal_none(case: BatchCase, options: SolveOptions) -> None:
-    dev = EngineDevice(threads=1)
-    try:
+def test_register_device_equals_the_engine_and_zero_priorities_equal_none(
+    device: RegisterDevice, case: BatchCase, options: SolveOptions
+) -> None:
+    dev = device
+    if True:
         pid = program_id(case.program)
         got = dev.run_batch(pid, case.program, case.domains, case.priorities, options)
         want = FastEngine(threads=1).solve(case.program, case.domains, case.priorities, options)
@@ -80,11 +90,9 @@ def test_engine_device_equals_the_engine_and_zero_priorities_equal_none(case: Ba
         assert dev.run_batch(pid, case.program, case.domains, zeros, options).equals(
             dev.run_batch(pid, case.program, case.domains, None, options)
         )
-    finally:
-        dev.close()
 
 
-def test_engine_device_counts_and_loads_on_demand(device: EngineDevice) -> None:
+def test_register_device_counts_and_loads_on_demand(device: RegisterDevice) -> None:
     ka = known_answers()[1]
     pid = program_id(ka.program)
     before = device.status()
@@ -103,14 +111,15 @@ def test_engine_device_counts_and_loads_on_demand(device: EngineDevice) -> None:
 
 @dataclass
 class FlakyDevice:
-    """Fails the first ``failures`` batches; records which thread ran each call."""
+    """Fails the first ``failures`` batches (as a lost device when ``lost``); records which thread ran each call."""
 
     failures: int = 0
+    lost: bool = False
     calls: list[str] = field(default_factory=list)
     threads: set[str] = field(default_factory=set)
     resets: int = 0
     backend: str = "fake"
-    inner: EngineDevice = field(default_factory=lambda: EngineDevice(threads=1))
+    inner: RegisterDevice = field(default_factory=sim_device)
 
     def _note(self, what: str) -> None:
         self.calls.append(what)
@@ -131,7 +140,7 @@ class FlakyDevice:
         self._note("run")
         if self.failures > 0:
             self.failures -= 1
-            raise RuntimeError("bad completion")
+            raise (DeviceLost if self.lost else DeviceFailure)("device: timeout (after 2 resets and retries)")
         return self.inner.run_batch(program_id, program, domains, priorities, options)
 
     def status(self) -> DeviceInfo:
@@ -178,25 +187,26 @@ def test_worker_runs_every_call_on_one_dedicated_thread() -> None:
         worker.close()
 
 
-def test_worker_retries_a_faulted_batch_once_after_a_reset() -> None:
+def test_worker_fails_only_the_batch_when_the_device_gives_up() -> None:
     dev = FlakyDevice(failures=1)
     worker = DeviceWorker(dev)
     try:
-        res = solve_one(worker)
-        assert int(res.status[0]) == known_answers()[0].status
-        assert dev.calls == ["run", "reset", "run"] and worker.faults == 1
+        with pytest.raises(DeviceFailure, match="after 2 resets and retries"):
+            solve_one(worker)
+        assert worker.state == DeviceState.STARTING  # a failed batch is not a failed device
+        assert int(solve_one(worker).status[0]) == known_answers()[0].status
+        assert dev.calls == ["run", "run"]
     finally:
         worker.close()
 
 
-def test_worker_gives_up_after_the_retry_fails() -> None:
-    dev = FlakyDevice(failures=2)
+def test_worker_marks_a_lost_device_failed() -> None:
+    dev = FlakyDevice(failures=1, lost=True)
     worker = DeviceWorker(dev)
     try:
-        with pytest.raises(DeviceFailure, match="device: batch failed after a reset and a retry"):
+        with pytest.raises(DeviceLost):
             solve_one(worker)
-        assert worker.faults == 2
-        assert asyncio.run(worker.status()).faults == 2
+        assert worker.state == DeviceState.FAILED
     finally:
         worker.close()
 

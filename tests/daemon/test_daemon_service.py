@@ -15,9 +15,9 @@ from fpgacsp_proto.convert import program_from_proto, program_to_proto, unpack_s
 from fpgacsp_proto.encoding import program_id
 from fpgacsp_proto.isa import AllDiff, Mode, Neq, Program, ProgramError, make_program
 from fpgacsp_proto.v1 import admin_pb2, isa_pb2, solver_pb2
-from fpgacspd.config import BatchingConfig, Config, RegistryConfig, SolveConfig
+from fpgacspd.config import BatchingConfig, Config, DeviceConfig, RegistryConfig, SolveConfig
 from fpgacspd.core import Core
-from fpgacspd.device import DeviceState, DeviceWorker, EngineDevice
+from fpgacspd.device import DeviceState, DeviceWorker, make_device
 from fpgacspd.engine import FastEngine, SolveOptions
 from fpgacspd.errors import (
     Cancelled,
@@ -64,7 +64,7 @@ Test = Callable[[SolverServicer, AdminServicer, Core], Awaitable[None]]
 
 def with_daemon(test: Test, config: Config | None = None) -> None:
     async def main() -> None:
-        worker = DeviceWorker(EngineDevice(threads=1))
+        worker = DeviceWorker(make_device(DeviceConfig(threads=1)))
         core = Core(config or Config(batching=BatchingConfig(max_delay_us=0)), worker)
         core.start()
         try:
@@ -260,7 +260,7 @@ def test_admin_status_self_test_reset_and_stats() -> None:
         pid = await register(solver, p)
         await call(solver.Solve, solve_request(pid, p, np.full((3, 6), 63, dtype=np.uint64)))
         status = await call(admin.GetDeviceStatus, admin_pb2.GetDeviceStatusRequest())
-        assert status.backend == "engine" and status.state == admin_pb2.DEVICE_STATE_READY
+        assert status.backend == "sim" and status.state == admin_pb2.DEVICE_STATE_READY
         assert status.programs_loaded == 1 and status.max_batch == 1024 and status.daemon_version
         assert status.instances >= 3 and status.batches >= 1
         st = await call(admin.SelfTest, admin_pb2.SelfTestRequest())

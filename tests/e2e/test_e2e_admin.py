@@ -39,7 +39,7 @@ def counts(s: admin_pb2.Stats) -> dict[tuple[str, str], int]:
 
 def test_device_status(tcp: Stubs) -> None:
     status = device_status(tcp)
-    assert status.backend == "engine"
+    assert status.backend == "sim"
     assert status.state == admin_pb2.DEVICE_STATE_READY
     assert status.description and status.daemon_version
     assert status.max_batch == 1024 and status.max_delay_us == 0, "the defaults of the contract"

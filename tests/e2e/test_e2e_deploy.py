@@ -175,7 +175,7 @@ def test_example_config_runs_a_real_daemon() -> None:
         stubs = connect(daemon.address)
         status = stubs.admin.GetDeviceStatus(admin_pb2.GetDeviceStatusRequest(), timeout=RPC_TIMEOUT_S)
         stubs.channel.close()
-        assert (status.max_batch, status.max_delay_us, status.backend) == (1024, 0, "engine")
+        assert (status.max_batch, status.max_delay_us, status.backend) == (1024, 0, "sim")
         assert daemon.terminate() == 0
 
 

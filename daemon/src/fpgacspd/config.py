@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .device.sim.faults import FaultPlan
+from .device.transport import TransportError
+from .device.vfio import parse_bdf
 from .engine import DEFAULT_NODE_LIMIT
 
 ENV_PREFIX = "FPGACSPD_"
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-BACKENDS = ("engine",)
+BACKENDS = ("sim", "vfio")
 MAX_LIMIT = (1 << 63) - 1
 
 
@@ -59,8 +62,15 @@ class SolveConfig:
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    backend: str = "engine"
-    threads: int = 0  # 0: all cores
+    backend: str = "sim"  # the register-level driver over the simulated card; "vfio": a real card
+    address: str = ""  # vfio: the card's PCI address, e.g. 0000:01:00.0
+    threads: int = 0  # sim: engine threads of the simulated card; 0: all cores
+    job_timeout_ms: int = 10_000  # no completion and no instance finished for this long: the job hangs
+    irq_poll_ms: int = 50  # no interrupt for this long: look at the completion ring anyway (lost interrupts)
+    reset_timeout_ms: int = 1_000  # STATUS.READY must return this soon after a reset
+    max_retries: int = 2  # resets and reruns of a faulted batch before it fails with INTERNAL
+    sim_faults: str = ""  # sim: injected faults, e.g. "hang@5,corrupt/40" (docs/device.md)
+    sim_slow_us: int = 200_000  # sim: the delay of a "slow" fault
 
 
 @dataclass(frozen=True)
@@ -145,8 +155,20 @@ SETTINGS: tuple[Setting, ...] = (
             MAX_LIMIT),
     Setting("solve", "max_request_instances", "--max-request-instances", "int", "batch_size allowed in one Solve", 1,
             1 << 24),
-    Setting("device", "backend", "--device-backend", "str", "device implementation", choices=BACKENDS),
-    Setting("device", "threads", "--device-threads", "int", "engine threads; 0: all cores", 0, 4096),
+    Setting("device", "backend", "--device-backend", "str", "transport under the driver: simulated or real card",
+            choices=BACKENDS),
+    Setting("device", "address", "--device", "str", "vfio: PCI address of the card, e.g. 0000:01:00.0"),
+    Setting("device", "threads", "--device-threads", "int", "sim: engine threads of the simulated card; 0: all cores",
+            0, 4096),
+    Setting("device", "job_timeout_ms", "--job-timeout-ms", "int", "a job with no progress for this long hangs", 1,
+            3_600_000),
+    Setting("device", "irq_poll_ms", "--irq-poll-ms", "int", "poll the completion ring after this long without an "
+            "interrupt", 1, 60_000),
+    Setting("device", "reset_timeout_ms", "--reset-timeout-ms", "int", "time a reset may take before the next kind",
+            1, 600_000),
+    Setting("device", "max_retries", "--device-max-retries", "int", "resets and reruns of a faulted batch", 0, 100),
+    Setting("device", "sim_faults", "--sim-faults", "str", "sim: faults to inject, KIND@N or KIND/N, comma-separated"),
+    Setting("device", "sim_slow_us", "--sim-slow-us", "int", "sim: delay of a slow fault", 0, 600_000_000),
     Setting("log", "format", "--log-format", "str", "json lines or text, on stderr", choices=LOG_FORMATS),
     Setting("log", "level", "--log-level", "str", "lowest level logged", choices=LOG_LEVELS),
 )  # fmt: skip
@@ -242,6 +264,18 @@ def _coerce(s: Setting, raw: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected one of {', '.join(s.choices)}, got {raw!r}")
         if s.key == "metrics_listen" and value:
             check_address(value, where, unix=False)
+        if s.key == "address" and value:
+            try:
+                value = parse_bdf(value)
+            except TransportError:
+                raise ConfigError(
+                    f"{where}: expected a PCI address DDDD:BB:DD.F (e.g. 0000:01:00.0), got {raw!r}"
+                ) from None
+        if s.key == "sim_faults":
+            try:
+                FaultPlan.parse(value, where)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         return value
     try:
         if isinstance(raw, bool):

@@ -58,3 +58,11 @@ class DeviceFailure(DaemonError):  # noqa: N818 (named after the gRPC status cod
     """The device failed a batch even after a reset and a retry; only that batch's requests get this."""
 
     code = "INTERNAL"
+
+
+class DeviceLost(DeviceFailure):
+    """The device could not be brought back: no reset took, or the self-test failed after one.
+
+    The batch that found out gets INTERNAL; the device goes FAILED (health NOT_SERVING, new work
+    UNAVAILABLE) until an admin reset passes its self-test.
+    """

@@ -23,6 +23,7 @@ from .device import DeviceState
 SECONDS_BUCKETS = (
     50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+FAULT_KINDS = ("timeout", "device_error", "bad_completion", "job_error", "lost_interrupt")
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
@@ -65,6 +66,20 @@ class Metrics:
         )
         for reason in ("expired", "cancelled", "queue_full"):
             self.dropped_requests.labels(reason=reason)
+        self.device_faults = PromCounter(
+            "fpgacsp_device_faults", "Device faults detected, by kind (timeout, device_error, bad_completion, "
+            "job_error, lost_interrupt)", ["kind"], registry=r,
+        )  # fmt: skip
+        self.device_resets = PromCounter(
+            "fpgacsp_device_resets", "Device resets, by the kind that took (soft, function)", ["kind"], registry=r
+        )
+        self.device_retries = PromCounter(
+            "fpgacsp_device_retries", "Batches run again after a fault and a reset", registry=r
+        )
+        for kind in FAULT_KINDS:
+            self.device_faults.labels(kind=kind)
+        for kind in ("soft", "function"):
+            self.device_resets.labels(kind=kind)
         self.set_device_state(DeviceState.STARTING)
         self._counts: Counter[tuple[str, str]] = Counter()
         self._request_children: dict[tuple[str, str], Any] = {}
@@ -109,6 +124,17 @@ class Metrics:
 
     def dropped(self, reason: str) -> None:
         self.dropped_requests.labels(reason=reason).inc()
+
+    # -- device events (DeviceEvents; called on the device thread) ------------------------------------
+
+    def device_fault(self, kind: str) -> None:
+        self.device_faults.labels(kind=kind).inc()
+
+    def device_reset(self, kind: str) -> None:
+        self.device_resets.labels(kind=kind).inc()
+
+    def device_retry(self) -> None:
+        self.device_retries.inc()
 
     # -- gauges --------------------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from . import sdnotify
 from .config import Config
 from .core import Core
-from .device import DeviceState, DeviceWorker, make_device
+from .device import DeviceState, DeviceWorker, TransportError, make_device
 from .logs import get_logger, log_event
 from .metrics import Metrics
 from .service import AdminServicer, SolverServicer
@@ -60,7 +60,7 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.worker = DeviceWorker(make_device(config.device.backend, config.device.threads))
+        self.worker = DeviceWorker(make_device(config.device, events=self.metrics))
         self.core = Core(config, self.worker, self.metrics)
         self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
@@ -274,4 +274,9 @@ def _bind(server: grpc.aio.Server, address: str) -> str:
 
 async def serve(config: Config) -> int:
     """The process's life; a late signal during interpreter exit is ignored (see :meth:`Daemon.run`)."""
-    return await Daemon(config).run(restore_signals=False)
+    try:
+        daemon = Daemon(config)
+    except TransportError as e:  # the device could not be attached: a misconfigured host, or not our card
+        log_event(_log, logging.CRITICAL, "startup_failed", error=str(e))
+        return 1
+    return await daemon.run(restore_signals=False)

@@ -1,0 +1,302 @@
+"""The register-level driver: queues of descriptors in host memory, a doorbell, completions, interrupts.
+
+It speaks only through a :class:`Transport` (BAR0 reads/writes, DMA buffers, interrupt eventfds), so the
+same code drives the simulated card and a real one. It knows the protocol (docs/device.md), not what a
+program means: :class:`fpgacspd.device.register_device.RegisterDevice` builds jobs on top of it.
+
+Faults are detected here and raised as :class:`DeviceFault` with a ``kind`` the metrics count: no progress
+within the job timeout (``timeout``), a device error (``device_error``), a completion that fails its checks
+(``bad_completion``), a job that ended with an error code (``job_error``). A lost interrupt is not a fault:
+the driver polls the completion ring when no interrupt came for ``irq_poll_s`` and counts it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _regmap as regs
+from .layout import COMPLETION, DESCRIPTOR, DeviceError, JobCode, Opcode, completion_crc
+from .transport import DmaBuffer, Transport, TransportError, wait_interrupt
+
+MAGIC = regs.ID.MAGIC.reset
+SUPPORTED_MAJOR = regs.VERSION.MAJOR.reset
+
+
+class DeviceFault(Exception):  # noqa: N818 (a fault of the device, the field's word; not an error of ours)
+    """The device misbehaved; a reset and a retry may cure it. ``kind`` names the class of fault."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+class DeviceDead(TransportError):  # noqa: N818 (a state of the device)
+    """Neither a soft reset nor a function-level reset brought the device back, or it is not our card."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The CAP_* registers, read once at attach."""
+
+    max_vars: int
+    max_domain: int
+    kinds: int
+    engines: int
+    lanes: int
+    program_memory: int  # bytes
+    slots: int
+    jq_max_log2: int
+    cq_max_log2: int
+    max_instances: int
+    clock_khz: int
+
+    @classmethod
+    def read(cls, t: Transport) -> Capabilities:
+        eng, prog = t.read32(regs.CAP_ENGINE.OFFSET), t.read32(regs.CAP_PROG.OFFSET)
+        queue = t.read32(regs.CAP_QUEUE.OFFSET)
+        return cls(
+            max_vars=regs.CAP_VARS.MAX_VARS.get(t.read32(regs.CAP_VARS.OFFSET)),
+            max_domain=regs.CAP_ENGINE.MAX_DOMAIN.get(eng),
+            kinds=regs.CAP_ENGINE.KINDS.get(eng),
+            engines=regs.CAP_ENGINE.ENGINES.get(eng),
+            lanes=regs.CAP_ENGINE.LANES.get(eng),
+            program_memory=regs.CAP_PROG.PROG_MEM_KIB.get(prog) * 1024,
+            slots=regs.CAP_PROG.SLOTS.get(prog),
+            jq_max_log2=regs.CAP_QUEUE.JQ_MAX_LOG2.get(queue),
+            cq_max_log2=regs.CAP_QUEUE.CQ_MAX_LOG2.get(queue),
+            max_instances=regs.CAP_JOB.MAX_INSTANCES.get(t.read32(regs.CAP_JOB.OFFSET)),
+            clock_khz=regs.CAP_CLOCK.CLK_KHZ.get(t.read32(regs.CAP_CLOCK.OFFSET)),
+        )
+
+
+@dataclass(frozen=True)
+class Completion:
+    tag: int
+    code: JobCode
+    count: int
+    cycles: int
+
+
+@dataclass(frozen=True)
+class DriverTimeouts:
+    job_s: float = 10.0  # no completion and no PERF_INSTANCES progress for this long: the job hangs
+    irq_poll_s: float = 0.05  # no interrupt for this long: look at the completion ring anyway
+    reset_s: float = 1.0  # STATUS.READY must return this soon after a (soft or function) reset
+
+
+class Driver:
+    """One attached device: its rings, its outstanding jobs, its resets."""
+
+    def __init__(self, transport: Transport, timeouts: DriverTimeouts | None = None, queue_log2: int = 8) -> None:
+        self.t = transport
+        self.timeouts = timeouts or DriverTimeouts()
+        self.lost_interrupts = 0
+        self._check_identity()
+        self.caps = Capabilities.read(transport)
+        self._jq_log2 = min(queue_log2, self.caps.jq_max_log2, self.caps.cq_max_log2)
+        self._entries = 1 << self._jq_log2
+        self._jq = transport.alloc_dma(self._entries * DESCRIPTOR.itemsize)
+        self._cq = transport.alloc_dma(self._entries * COMPLETION.itemsize)
+        self._ring = self._jq.data[: self._entries * DESCRIPTOR.itemsize].view(DESCRIPTOR)
+        self._done = self._cq.data[: self._entries * COMPLETION.itemsize].view(COMPLETION)
+        self._irq_fds = transport.irq_fds()
+        self._next_tag = 1
+        self.soft_reset()
+
+    # ------------------------------------------------------------------ attach and reset
+    def _check_identity(self) -> None:
+        magic = self.t.read32(regs.ID.OFFSET)
+        if magic != MAGIC:
+            raise DeviceDead(
+                f"{self.t.description}: ID reads {magic:#010x}, expected {MAGIC:#010x}: not an fpgacsp card"
+            )
+        major = regs.VERSION.MAJOR.get(self.t.read32(regs.VERSION.OFFSET))
+        if major != SUPPORTED_MAJOR:
+            raise DeviceDead(f"{self.t.description}: register map v{major}.x, this driver speaks v{SUPPORTED_MAJOR}.x")
+        for pattern in (0xA5A5A5A5, 0x5A5A5A5A):
+            self.t.write32(regs.SCRATCH.OFFSET, pattern)
+            if (got := self.t.read32(regs.SCRATCH.OFFSET)) != pattern:
+                raise DeviceDead(f"{self.t.description}: SCRATCH wrote {pattern:#010x}, read {got:#010x}: bus broken")
+
+    def soft_reset(self) -> str:
+        """Reset the device and set the rings up again; returns "soft" or "function" (the reset that took)."""
+        kind = "soft"
+        self.t.write32(regs.CTRL.OFFSET, regs.CTRL.SOFT_RESET.mask)
+        if not self._wait_ready():
+            kind = "function"
+            self.t.function_reset()
+            if not self._wait_ready():
+                raise DeviceDead(f"{self.t.description}: STATUS.READY stays 0 after a soft and a function reset")
+        self._setup_rings()
+        return kind
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + self.timeouts.reset_s
+        while True:
+            status = self.t.read32(regs.STATUS.OFFSET)
+            ready = regs.STATUS.READY.get(status) and not regs.STATUS.HALTED.get(status)
+            # a soft reset that did not take leaves the old queue registers behind
+            if ready and self.t.read32(regs.JQ_SIZE.OFFSET) == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+
+    def _setup_rings(self) -> None:
+        self._ring[:] = np.zeros(1, dtype=DESCRIPTOR)
+        self._done[:] = np.zeros(1, dtype=COMPLETION)
+        t = self.t
+        for reg_lo, reg_hi, reg_size, buf in (
+            (regs.JQ_BASE_LO, regs.JQ_BASE_HI, regs.JQ_SIZE, self._jq),
+            (regs.CQ_BASE_LO, regs.CQ_BASE_HI, regs.CQ_SIZE, self._cq),
+        ):
+            t.write32(reg_lo.OFFSET, buf.iova & 0xFFFFFFFF)
+            t.write32(reg_hi.OFFSET, buf.iova >> 32)
+            t.write32(reg_size.OFFSET, self._jq_log2)
+        self._tail = 0  # next descriptor index we write
+        self._cq_head = 0  # next completion index we read
+        self._phase = 1  # the phase a fresh completion carries on this lap
+        self._seq = 0  # completions consumed since reset
+        self._outstanding: dict[int, np.ndarray] = {}
+        for fd in self._irq_fds:  # interrupts of the previous life are stale now
+            wait_interrupt((fd,), 0)
+        t.write32(regs.IRQ_STATUS.OFFSET, regs.IRQ_STATUS.COMPLETION.mask | regs.IRQ_STATUS.ERROR.mask)
+        t.write32(regs.IRQ_MASK.OFFSET, 0)
+        t.write32(regs.CTRL.OFFSET, regs.CTRL.ENABLE.mask)
+
+    # ------------------------------------------------------------------ jobs
+    @property
+    def free_entries(self) -> int:
+        return self._entries - 1 - len(self._outstanding)
+
+    def submit(self, opcode: Opcode, **fields: int) -> int:
+        """Write one descriptor and ring the doorbell; returns its tag."""
+        if self.free_entries < 1:
+            raise RuntimeError("job ring full: wait for completions before submitting more")
+        tag = self._next_tag
+        self._next_tag = tag % 0xFFFFFFFF + 1  # never 0
+        desc = np.zeros((), dtype=DESCRIPTOR)
+        desc["opcode"], desc["tag"] = opcode, tag
+        for name, value in fields.items():
+            desc[name] = value
+        self._ring[self._tail] = desc
+        self._outstanding[tag] = desc
+        self._tail = (self._tail + 1) % self._entries
+        self.t.write32(regs.JQ_TAIL.OFFSET, self._tail)
+        return tag
+
+    def wait(self, tags: set[int]) -> dict[int, Completion]:
+        """Wait until every job in ``tags`` completed; raises :class:`DeviceFault` on any fault."""
+        done: dict[int, Completion] = {}
+        progress = (self.t.read32(regs.PERF_INSTANCES.OFFSET), time.monotonic())
+        while not tags <= done.keys():
+            fired = wait_interrupt(self._irq_fds, self.timeouts.irq_poll_s)
+            new = self._drain()
+            if 1 in fired or self._halted():
+                self._raise_device_error()
+            if new and not fired:
+                self.lost_interrupts += 1
+            done.update(new)
+            progress = self._check_progress(progress, bool(new))
+        return done
+
+    def _drain(self) -> dict[int, Completion]:
+        """Consume every new completion (phase bit); validate each and acknowledge them with CQ_HEAD."""
+        out: dict[int, Completion] = {}
+        while int(self._done[self._cq_head]["phase"]) & 1 == self._phase:
+            entry = self._done[self._cq_head].copy()
+            out.update([self._validate(entry)])
+            self._cq_head = (self._cq_head + 1) % self._entries
+            if self._cq_head == 0:
+                self._phase ^= 1
+        if out:
+            self.t.write32(regs.CQ_HEAD.OFFSET, self._cq_head)
+        return out
+
+    def _validate(self, entry: np.ndarray) -> tuple[int, Completion]:
+        if completion_crc(entry) != int(entry["crc"]):
+            raise DeviceFault("bad_completion", f"CRC mismatch in completion {self._cq_head} (tag {int(entry['tag'])})")
+        self._seq += 1
+        tag, code = int(entry["tag"]), int(entry["code"])
+        if int(entry["seq"]) != self._seq:
+            raise DeviceFault("bad_completion", f"sequence {int(entry['seq'])}, expected {self._seq}")
+        desc = self._outstanding.pop(tag, None)
+        if desc is None:
+            raise DeviceFault("bad_completion", f"completion for tag {tag}, which is not outstanding")
+        if code not in JobCode._value2member_map_:
+            raise DeviceFault("bad_completion", f"unknown completion code {code} for tag {tag}")
+        expected = int(desc["count"]) if int(desc["opcode"]) == Opcode.RUN and code == JobCode.OK else None
+        if expected is not None and int(entry["count"]) != expected:
+            raise DeviceFault("bad_completion", f"tag {tag} answered {int(entry['count'])} of {expected} instances")
+        return tag, Completion(tag, JobCode(code), int(entry["count"]), int(entry["cycles"]))
+
+    def _halted(self) -> bool:
+        return bool(regs.STATUS.HALTED.get(self.t.read32(regs.STATUS.OFFSET)))
+
+    def _raise_device_error(self) -> None:
+        code = regs.ERROR.CODE.get(self.t.read32(regs.ERROR.OFFSET))
+        tag = self.t.read32(regs.ERROR_TAG.OFFSET)
+        name = DeviceError(code).name if code in DeviceError._value2member_map_ else str(code)
+        raise DeviceFault("device_error", f"ERROR.CODE {name} (job tag {tag}); the device halted")
+
+    def _check_progress(self, last: tuple[int, float], completed: bool) -> tuple[int, float]:
+        """Hang detection: neither a completion nor an instance finished within the job timeout."""
+        now = time.monotonic()
+        if completed:
+            return last[0], now
+        if now - last[1] < self.timeouts.irq_poll_s:
+            return last  # an interrupt woke us; the progress counter need not be read yet
+        instances = self.t.read32(regs.PERF_INSTANCES.OFFSET)
+        if instances != last[0]:
+            return instances, now
+        if now - last[1] > self.timeouts.job_s:
+            stuck = sorted(self._outstanding)
+            raise DeviceFault("timeout", f"no progress for {self.timeouts.job_s:g} s; outstanding tags {stuck}")
+        return last
+
+    # ------------------------------------------------------------------ program memory window
+    def read_program_memory(self, offset: int, length: int) -> bytes:
+        """Read program memory back through PROG_WIN_ADDR/DATA (programmed I/O, for verification)."""
+        start = offset & ~3
+        self.t.write32(regs.PROG_WIN_ADDR.OFFSET, start)
+        words = [self.t.read32(regs.PROG_WIN_DATA.OFFSET) for _ in range(-(-(offset + length - start) // 4))]
+        raw = np.array(words, dtype="<u4").tobytes()
+        return raw[offset - start : offset - start + length]
+
+    def counters(self) -> dict[str, int]:
+        """The free-running performance counters (64-bit ones read HI, LO, HI)."""
+
+        def wide(lo: type, hi: type) -> int:
+            while True:
+                h = self.t.read32(hi.OFFSET)  # type: ignore[attr-defined]
+                low = self.t.read32(lo.OFFSET)  # type: ignore[attr-defined]
+                if self.t.read32(hi.OFFSET) == h:  # type: ignore[attr-defined]
+                    return h << 32 | low
+
+        return {
+            "cycles": wide(regs.PERF_CYCLES_LO, regs.PERF_CYCLES_HI),
+            "sweeps": wide(regs.PERF_SWEEPS_LO, regs.PERF_SWEEPS_HI),
+            "nodes": wide(regs.PERF_NODES_LO, regs.PERF_NODES_HI),
+            "jobs": self.t.read32(regs.PERF_JOBS.OFFSET),
+            "instances": self.t.read32(regs.PERF_INSTANCES.OFFSET),
+            "heartbeat": self.t.read32(regs.HEARTBEAT.OFFSET),
+        }
+
+    def close(self) -> None:
+        try:
+            self.t.write32(regs.CTRL.OFFSET, regs.CTRL.SOFT_RESET.mask)  # stop fetching before the rings go away
+        finally:
+            for buf in (self._jq, self._cq):
+                self.t.free_dma(buf)
+
+
+def grow(t: Transport, buf: DmaBuffer | None, size: int) -> DmaBuffer:
+    """``buf`` if it holds ``size`` bytes, else a fresh buffer of the next power of two (``buf`` freed)."""
+    if buf is not None and buf.size >= size:
+        return buf
+    if buf is not None:
+        t.free_dma(buf)
+    return t.alloc_dma(1 << max(12, (size - 1).bit_length()))
