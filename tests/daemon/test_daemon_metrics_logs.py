@@ -29,6 +29,9 @@ EXPECTED_FAMILIES = {
     "fpgacsp_device_state": "gauge",
     "fpgacsp_instances": "counter",
     "fpgacsp_dropped": "counter",
+    "fpgacsp_device_faults": "counter",
+    "fpgacsp_device_resets": "counter",
+    "fpgacsp_device_retries": "counter",
 }
 
 
