@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 from fpgacspd.config import load_config
+from fpgacspd.device import _regmap as regs
 from fpgacspd.server import Daemon
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -109,3 +110,35 @@ def test_an_address_in_use_fails_startup_with_status_1() -> None:
         port = taken.getsockname()[1]
         cfg = load_config(["--listen", f"127.0.0.1:{port}", "--device-threads", "1"], env={})
         assert asyncio.run(Daemon(cfg).run()) == 1
+
+
+def test_a_frozen_heartbeat_stops_the_watchdog_pings(tmp_path: Path) -> None:
+    """The card still answers register reads, but its HEARTBEAT no longer ticks: systemd must not be told
+    that all is well (it will restart the service once the watchdog interval passes)."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    cfg = load_config(
+        ["--listen", "127.0.0.1:0", "--device-threads", "1"],
+        env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "100000"},
+    )
+
+    async def main() -> None:
+        daemon = Daemon(cfg)
+        run = asyncio.ensure_future(daemon.run())
+        await notify.wait_for("WATCHDOG=1")
+        card = daemon.worker.device.transport.card  # type: ignore[attr-defined]
+        frozen = card.read32(regs.HEARTBEAT.OFFSET)
+        live_read = card.read32
+        card.read32 = lambda offset: frozen if offset == regs.HEARTBEAT.OFFSET else live_read(offset)
+        await asyncio.sleep(0.2)  # pings already on their way arrive
+        before = notify.poll().count("WATCHDOG=1")
+        await asyncio.sleep(0.5)  # ten ping intervals
+        assert notify.poll().count("WATCHDOG=1") == before
+        card.read32 = live_read  # the clock ticks again: pings resume
+        end = time.monotonic() + 10
+        while notify.poll().count("WATCHDOG=1") == before:
+            assert time.monotonic() < end
+            await asyncio.sleep(0.01)
+        daemon.request_stop()
+        assert await asyncio.wait_for(run, 30) == 0
+
+    asyncio.run(main())

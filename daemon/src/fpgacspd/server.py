@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from . import sdnotify
 from .config import Config
 from .core import Core
-from .device import DeviceState, DeviceWorker, TransportError, make_device
+from .device import DeviceInfo, DeviceState, DeviceWorker, TransportError, make_device
 from .logs import get_logger, log_event
 from .metrics import Metrics
 from .service import AdminServicer, SolverServicer
@@ -175,18 +175,25 @@ class Daemon:
     # -- watchdog -------------------------------------------------------------------------------------
 
     async def _watchdog_loop(self) -> None:
-        """Ping systemd at half its interval, but only after a status call went through the device thread."""
+        """Ping systemd at half its interval, but only after a status call went through the device thread and
+        read a HEARTBEAT that moved since the last one: the event loop, the device thread and the card live."""
         interval = self.config.systemd.watchdog_usec / 2e6
-        probe: asyncio.Task[object] | None = None
+        probe: asyncio.Task[DeviceInfo] | None = None
+        heartbeat: int | None = None
         while True:
             if probe is None or probe.done():
                 probe = asyncio.get_running_loop().create_task(self.worker.status())
             done, _ = await asyncio.wait({probe}, timeout=interval)
-            if probe in done and probe.exception() is None and self.worker.state != DeviceState.FAILED:
+            alive = probe in done and probe.exception() is None and self.worker.state != DeviceState.FAILED
+            if alive:
+                heartbeat, previous = probe.result().heartbeat, heartbeat
+                alive = heartbeat_moved(previous, heartbeat)
+            if alive:
                 sdnotify.notify(self.config.systemd.notify_socket, "WATCHDOG=1")
-                await asyncio.sleep(interval)
             else:
                 log_event(_log, logging.WARNING, "watchdog_missed", state=self.worker.state.name.lower())
+            if probe in done:  # a stuck probe is waited on again; an answered one is not repeated at once
+                await asyncio.sleep(interval)
 
     # -- shutdown -------------------------------------------------------------------------------------
 
@@ -270,6 +277,12 @@ def _bind(server: grpc.aio.Server, address: str) -> str:
         raise StartupError(f"server.listen: cannot bind {address}")
     host = address.rpartition(":")[0]
     return f"{host}:{port}"
+
+
+def heartbeat_moved(previous: int | None, current: int) -> bool:
+    """The card's free-running HEARTBEAT advanced since the last watchdog probe (or there was none): its
+    clock and sequencer run. A card that answers registers with a frozen heartbeat is hung."""
+    return previous is None or current != previous
 
 
 async def serve(config: Config) -> int:

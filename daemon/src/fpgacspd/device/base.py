@@ -38,6 +38,7 @@ class DeviceInfo:
     resets: int = 0
     faults: int = 0
     programs_loaded: int = 0
+    heartbeat: int = -1  # the card's HEARTBEAT register when the status was taken (-1: not read)
 
 
 class Device(Protocol):

@@ -26,6 +26,7 @@ from ..engine.batch import empty_result
 from ..errors import DeviceFailure, DeviceLost, InvalidArgument
 from ..logs import get_logger, log_event
 from ..selftest import SelfTestReport, run_self_test
+from . import _regmap as regs
 from .base import DeviceInfo
 from .driver import DeviceDead, DeviceFault, Driver, DriverTimeouts, grow
 from .layout import FLAG_PRIORITIES, PROGRAM_ALIGN, RESULT, JobCode, Opcode
@@ -124,7 +125,9 @@ class RegisterDevice:
         return res
 
     def status(self) -> DeviceInfo:
-        return replace(self._info, programs_loaded=len(self._resident))
+        """The daemon's tallies plus the card's HEARTBEAT, read now: a status proves the card answers."""
+        heartbeat = self.transport.read32(regs.HEARTBEAT.OFFSET)
+        return replace(self._info, programs_loaded=len(self._resident), heartbeat=heartbeat)
 
     def self_test(self) -> SelfTestReport:
         return run_self_test(self)
