@@ -12,7 +12,9 @@ Three measurements on the ``magictour_top1465`` Sudoku puzzles (full solve, firs
    in a closed loop for a fixed time, against a daemon with the default batching (``max_batch`` 1024,
    ``max_delay_us`` 0) and against one started with ``--max-batch 1`` (batching off). Target: batching
    gives 10 times the throughput.
-3. Latency of sequential batch-1 requests on an otherwise idle daemon (default settings), as the client
+3. The register path (bench/_device.py): driver + simulated card against the fast core called directly at
+   batch 1, 64 and 1024 (target: 90% at batch 1024), and the time to recover from each injected fault.
+4. Latency of sequential batch-1 requests on an otherwise idle daemon (default settings), as the client
    sees it (``time.perf_counter`` around ``Client.solve``), with the daemon's own queue/device split.
    Target: p50 under 1 ms over loopback. For comparison: the bare generated stub with prebuilt requests
    (what the client library adds), and a daemon started with ``--max-delay-us 500`` (waiting for companions).
@@ -49,6 +51,14 @@ from fpgacsp_proto.bitset import pack_domains
 from fpgacsp_proto.v1 import solver_pb2, solver_pb2_grpc
 from fpgacspd.engine import BatchResult, FastEngine
 
+from bench._device import (
+    PathRow,
+    RecoveryRow,
+    measure_recovery,
+    measure_register_path,
+    render_recovery,
+    render_register_path,
+)
 from bench._report import REPO, git_commit, machine, versions
 from bench._serving import Daemon
 
@@ -67,10 +77,11 @@ class Settings:
     duration: float  # seconds per concurrency run
     latency_requests: int
     limit: int | None  # puzzles read from the file
+    recovery_samples: int  # faulted batches per fault kind
 
 
-FULL = Settings(budget=5.0, rounds=5, duration=10.0, latency_requests=3000, limit=None)
-QUICK = Settings(budget=0.3, rounds=1, duration=1.0, latency_requests=200, limit=300)
+FULL = Settings(budget=5.0, rounds=5, duration=10.0, latency_requests=3000, limit=None, recovery_samples=5)
+QUICK = Settings(budget=0.3, rounds=1, duration=1.0, latency_requests=200, limit=300, recovery_samples=1)
 
 
 @dataclass
@@ -296,6 +307,7 @@ def render(
     rows: Sequence[ThroughputRow],
     loads: Sequence[LoadResult],
     lats: Sequence[LatencyResult],
+    device: tuple[Sequence[PathRow], Sequence[RecoveryRow]],
     failures: Sequence[str],
     meta: dict[str, str],
     quick: bool,
@@ -303,6 +315,8 @@ def render(
     on, off = loads
     idle = lats[0]
     big = next(r for r in rows if r.batch == 1024)
+    paths, recoveries = device
+    reg = next(r for r in paths if r.batch == 1024)
     out = [
         "# Serving benchmark" + (" (quick)" if quick else ""),
         "",
@@ -349,6 +363,7 @@ def render(
             f"| {lt.label} | {lt.p50_ms:.3f} | {lt.p99_ms:.3f} | {lt.mean_ms:.3f} | {lt.queue_us:,.0f} | "
             f"{lt.device_us:,.0f} | {lt.daemon_us:,.0f} | {lt.samples:,} |"
         )
+    out += ["", *render_register_path(paths), *render_recovery(recoveries)]
     speedup = on.per_s / off.per_s if off.per_s else 0.0
     out += [
         "",
@@ -360,6 +375,8 @@ def render(
         f"- {CLIENTS} clients at batch 1, batching on at least 10x batching off: {speedup:.1f}x "
         f"({fmt(on.per_s)} vs {fmt(off.per_s)} requests/s) {verdict(speedup >= 10)}",
         f"- p50 of a batch-1 request on an idle daemon under 1 ms: {idle.p50_ms:.3f} ms {verdict(idle.p50_ms < 1.0)}",
+        f"- batch 1024 through driver + simulated card at least 90% of the fast core called directly: {reg.ratio:.0%} "
+        f"({fmt(reg.register_per_s)} vs {fmt(reg.direct_per_s)} instances/s) {verdict(reg.ratio >= 0.9)}",
     ]
     if quick:
         out.append("- (quick run: short samples; its verdicts are not the benchmark's)")
@@ -389,6 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def progress(what: str) -> None:
         print(f"  {what} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
+    paths = measure_register_path(PROGRAM, domains, BATCHES, settings.budget, settings.rounds)
+    progress("register path")
+    recoveries = measure_recovery(PROGRAM, domains, settings.recovery_samples)
+    progress("recovery")
     with Daemon() as daemon:
         rows = measure_throughput(daemon, domains, settings)
         progress("throughput")
@@ -409,6 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     failures = [c for r in rows for c in r.checks]
     failures += [f"{lr.label}: {lr.errors} requests failed" for lr in (on, off) if lr.errors]
+    failures += [f"register path, batch {r.batch}: answer differs from the fast core" for r in paths if not r.checked]
+    failures += [f"recovery from {r.fault}: a wrong answer" for r in recoveries if not r.correct]
     words = sys.argv[1:] if argv is None else list(argv)
     meta = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -420,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{settings.latency_requests:,} latency samples",
         "total": f"{time.perf_counter() - started:.0f} s",
     }
-    text = render(rows, (on, off), lats, failures, meta, args.quick)
+    text = render(rows, (on, off), lats, (paths, recoveries), failures, meta, args.quick)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")

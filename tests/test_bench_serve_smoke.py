@@ -71,13 +71,29 @@ def test_load_and_latency_rows(report: tuple[str, str]) -> None:
         assert 0 < number(r[1]) <= number(r[2]) and number(r[7]) == 200
 
 
+def test_register_path_and_recovery_rows(report: tuple[str, str]) -> None:
+    text, _ = report
+    paths = table(text, "Register path")
+    assert [r[0] for r in paths] == ["1", "64", "1024"]
+    for r in paths:
+        assert number(r[1]) > 0 and number(r[2]) > 0 and r[5] == "ok", r
+    recoveries = table(text, "Recovery")
+    assert [r[0] for r in recoveries] == ["hang", "error", "corrupt", "drop_irq", "wedge"]
+    for r in recoveries:
+        assert number(r[2]) > 0 and r[6] == "correct", r
+    by_fault = {r[0]: r for r in recoveries}
+    assert number(by_fault["hang"][3]) >= 100  # at least the 100 ms job timeout: the hang was waited out
+    assert by_fault["drop_irq"][4] == "0" and by_fault["hang"][4] == "1"  # a lost interrupt needs no reset
+
+
 def test_header_targets_and_stdout(report: tuple[str, str]) -> None:
     text, stdout = report
     for key in ("- Date:", "- Machine:", "load average", "- Software:", "grpcio", "- Commit:"):
         assert key in text
     assert "- Command: `python bench/serve.py --quick --out " in text
     targets = [ln for ln in text.splitlines() if ln.endswith(("**met**", "**not met**"))]
-    assert len(targets) == 3
+    assert len(targets) == 4
     assert "80% of the local engine" in targets[0] and "10x" in targets[1] and "under 1 ms" in targets[2]
+    assert "90% of the fast core called directly" in targets[3]
     assert "none: every check passed" in text
     assert table(stdout, "Throughput") and len(table(stdout, "Throughput")) == len(table(text, "Throughput"))
