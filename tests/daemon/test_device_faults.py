@@ -18,6 +18,7 @@ import pytest
 from fpgacsp_proto.encoding import program_id
 from fpgacsp_proto.isa import Program
 from fpgacspd.device import DeviceState, DeviceWorker, DriverTimeouts, RegisterDevice
+from fpgacspd.device.layout import DeviceError
 from fpgacspd.device.sim import Fault, FaultPlan, SimParams, SimTransport
 from fpgacspd.engine import FastEngine, SolveOptions
 from fpgacspd.errors import DeviceFailure, DeviceLost
@@ -196,3 +197,16 @@ def test_fault_plan_rules() -> None:
     assert [plan.pick(j) for j in range(1, 7)] == [None, Fault.HANG, Fault.CORRUPT, None, None, Fault.CORRUPT]
     plan.arm(Fault.SLOW, count=5)
     assert plan.pick(1, count=2) is None and plan.pick(1, count=5) is Fault.SLOW
+
+
+def test_a_fault_while_unloading_resets_once_and_does_not_retry(device: tuple[RegisterDevice, Events]) -> None:
+    dev, events = device
+    program = known_answers()[0].program
+    dev.load_program(program_id(program), program)
+    sim = card(dev).card
+    with sim._cond:
+        sim._halt(DeviceError.INTERNAL, 0)  # the card halts before it fetches the UNLOAD
+    dev.unload_program(program_id(program))
+    assert events.faults == Counter({"device_error": 1}) and events.resets == Counter({"soft": 1})
+    assert events.retries == 0 and dev.status().programs_loaded == 0  # the reset freed the slot: no retry
+    solve_and_check(dev)

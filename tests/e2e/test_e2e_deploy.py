@@ -138,7 +138,7 @@ def test_promtool_check_config() -> None:
 def test_promtool_check_rules() -> None:
     res = run(require("promtool"), "check", "rules", "alerts.yml", cwd=PROMETHEUS)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 5 rules found" in res.stdout
+    assert "SUCCESS: 6 rules found" in res.stdout
 
 
 def test_promtool_alert_unit_tests() -> None:

@@ -33,6 +33,7 @@ EXPECTED_ALERTS = {
     "FpgacspQueueSaturated",
     "FpgacspHighP99Latency",
     "FpgacspHighErrorRate",
+    "FpgacspDeviceFaulting",
 }
 
 

@@ -96,8 +96,15 @@ class RegisterDevice:
 
     def unload_program(self, program_id: str) -> None:
         resident = self._resident.pop(program_id, None)
-        if resident is not None:
-            self._recovered(lambda: self._job(Opcode.UNLOAD, slot=resident.slot))
+        if resident is None:
+            return
+        try:
+            self._job(Opcode.UNLOAD, slot=resident.slot)
+        except DeviceFault as fault:
+            if self._recovering:
+                raise
+            self._note_fault(fault, 0)
+            self._recover()  # no retry: the reset freed every slot, this one included
 
     def run_batch(
         self,
@@ -237,6 +244,8 @@ class RegisterDevice:
             offset = self._first_fit(size)
             if free_slot is not None and offset is not None:
                 return free_slot, offset
+            if not self._resident:
+                raise InvalidArgument(f"program: {length} bytes do not fit the device's empty program memory")
             _, evicted = self._resident.popitem(last=False)  # program memory is simply reused; no UNLOAD job
             log_event(_log, logging.DEBUG, "program_evicted", slot=evicted.slot)
 

@@ -354,13 +354,13 @@ class SimDevice:
         for lo in range(0, count, _PROGRESS_CHUNK):
             hi = min(count, lo + _PROGRESS_CHUNK)
             res = self._engine.solve(slot.compiled, src[lo:hi], None if prio is None else prio[lo:hi], options)
-            dst[lo:hi] = res.domains
-            out["status"][lo:hi], out["solutions"][lo:hi] = res.status, res.solutions
-            out["nodes"][lo:hi], out["sweeps"][lo:hi] = res.nodes, res.sweeps
             sweeps, nodes = sweeps + int(res.sweeps.sum()), nodes + int(res.nodes.sum())
-            with self._cond:
+            with self._cond:  # a reset stops the DMA engine: nothing of an abandoned job reaches host memory
                 if generation != self._generation:
-                    return JobCode.OK, 0, 0  # reset meanwhile: stop; the completion is dropped anyway
+                    return JobCode.OK, 0, 0  # the completion is dropped anyway
+                dst[lo:hi] = res.domains
+                out["status"][lo:hi], out["solutions"][lo:hi] = res.status, res.solutions
+                out["nodes"][lo:hi], out["sweeps"][lo:hi] = res.nodes, res.sweeps
                 self._regs[regs.PERF_INSTANCES.OFFSET] = (self._regs[regs.PERF_INSTANCES.OFFSET] + hi - lo) & 0xFFFFFFFF
                 self._perf["sweeps"] += int(res.sweeps.sum())
                 self._perf["nodes"] += int(res.nodes.sum())
