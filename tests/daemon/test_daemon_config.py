@@ -198,6 +198,6 @@ def test_device_settings_are_checked(argv: list[str], message: str) -> None:
     assert message in str(info.value)
 
 
-def test_a_short_pci_address_gets_domain_0000() -> None:
-    cfg = load_config(["--device-backend", "vfio", "--device", "01:00.0"], env={})
+def test_a_short_pci_address_gets_domain_0000_and_backend_has_a_short_flag() -> None:
+    cfg = load_config(["--backend", "vfio", "--device", "01:00.0"], env={})
     assert (cfg.device.backend, cfg.device.address) == ("vfio", "0000:01:00.0")

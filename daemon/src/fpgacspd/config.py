@@ -120,6 +120,7 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # more flags for the same setting (never more env variables or keys)
 
     @property
     def env(self) -> str:
@@ -156,7 +157,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("solve", "max_request_instances", "--max-request-instances", "int", "batch_size allowed in one Solve", 1,
             1 << 24),
     Setting("device", "backend", "--device-backend", "str", "transport under the driver: simulated or real card",
-            choices=BACKENDS),
+            choices=BACKENDS, aliases=("--backend",)),
     Setting("device", "address", "--device", "str", "vfio: PCI address of the card, e.g. 0000:01:00.0"),
     Setting("device", "threads", "--device-threads", "int", "sim: engine threads of the simulated card; 0: all cores",
             0, 4096),
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         extra: dict[str, Any] = {"action": "append"} if s.kind == "addresses" else {}
         if s.choices:
             extra.update(choices=list(s.choices), type=str.lower)
-        parser.add_argument(s.flag, dest=s.dest, metavar=metavar, help=f"{s.help} (env: {s.env})", **extra)
+        parser.add_argument(s.flag, *s.aliases, dest=s.dest, metavar=metavar, help=f"{s.help} (env: {s.env})", **extra)
     return parser
 
 
