@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -118,3 +119,31 @@ def test_the_vfio_backend_without_vfio_fails_startup_with_the_fix() -> None:
     failed = [json.loads(line) for line in done.stderr.splitlines() if '"startup_failed"' in line]
     assert failed and "vfio 0000:01:00.0" in failed[0]["error"], done.stderr
     assert any(hint in failed[0]["error"] for hint in ("modprobe vfio-pci", "IOMMU", "bound to vfio-pci"))
+
+
+def test_sigterm_while_a_job_hangs_still_answers_every_request() -> None:
+    """The drain waits for the hung batch's recovery; its requests and those queued behind it get OK."""
+    # the startup self-test runs 5 RUN jobs; the 6th, the first batch, hangs until the 1 s job timeout
+    args = ["--sim-faults", "hang@6", "--job-timeout-ms", "1000", "--device-threads", "1", "--max-batch", "4"]
+    engine = FastEngine(threads=1)
+    program = sudoku_program(3)
+    puzzles = sudoku_batch(SUDOKU_DIR / "magictour_top1465.csv", 16)
+    with DaemonProcess(args) as daemon:
+        stubs = connect(daemon.address)
+        pid = register(stubs.solver, program)
+        with ThreadPoolExecutor(4) as pool:
+            futures = [
+                pool.submit(stubs.solver.Solve, solve_request(pid, program, puzzles[i : i + 4]), timeout=RPC_TIMEOUT_S)
+                for i in range(0, 16, 4)
+            ]
+            time.sleep(0.3)  # the first batch is on the card, hung
+            daemon.send_signal()
+            answers = [f.result() for f in futures]
+        assert [e["kind"] for e in daemon.events_named("device_fault")] == ["timeout"]
+        assert daemon.events_named("signal")[0]["ts"] < daemon.events_named("device_fault")[0]["ts"]
+        for i, resp in zip(range(0, 16, 4), answers, strict=True):
+            want = local(engine, program, puzzles[i : i + 4])
+            assert not first_difference(decode(resp, program, 4), want)
+        assert daemon.wait() == 0
+        stopped = daemon.events_named("stopped")[-1]
+        assert stopped["submitted"] == stopped["answered"] == 4
