@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from fpgacsp.problems import queens_program
 from fpgacsp_proto.encoding import program_id
 from fpgacsp_proto.isa import Program
 from fpgacspd.device import DeviceState, DeviceWorker, DriverTimeouts, RegisterDevice
@@ -210,3 +211,19 @@ def test_a_fault_while_unloading_resets_once_and_does_not_retry(device: tuple[Re
     assert events.faults == Counter({"device_error": 1}) and events.resets == Counter({"soft": 1})
     assert events.retries == 0 and dev.status().programs_loaded == 0  # the reset freed the slot: no retry
     solve_and_check(dev)
+
+
+def test_a_long_job_that_keeps_finishing_instances_is_not_a_hang() -> None:
+    """PERF_INSTANCES advances as instances finish, so a job may run far longer than the job timeout."""
+    events = Events()
+    dev = RegisterDevice(SimTransport(SimParams(threads=1)), DriverTimeouts(job_s=0.3, irq_poll_s=0.02), 0, events)
+    try:
+        program = queens_program(11)  # counting all 2,680 solutions: ~40,000 nodes, tens of ms an instance
+        doms = np.full((24, 11), (1 << 11) - 1, dtype=np.uint64)
+        options = SolveOptions(max_solutions=10**6)
+        start = time.monotonic()
+        got = dev.run_batch(program_id(program), program, doms, None, options)
+        assert time.monotonic() - start > 0.6  # twice the job timeout, in one RUN job
+        assert got.equals(ENGINE.solve(program, doms, None, options)) and not events.faults
+    finally:
+        dev.close()

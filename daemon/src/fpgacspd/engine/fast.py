@@ -42,11 +42,16 @@ class FastEngine:
         domains: np.ndarray,
         priorities: np.ndarray | None = None,
         options: SolveOptions = DEFAULT_OPTIONS,
+        out: BatchResult | None = None,
     ) -> BatchResult:
+        """Solve a batch. ``out`` (zeroed, from :func:`empty_result`) receives the results as instances finish:
+        an instance's status turns non-zero when it is done, which a caller may watch from another thread."""
         cp = program if isinstance(program, CompiledProgram) else compile_program(program)
         doms = check_domains(domains, cp.num_vars, cp.domain_size)
         prios = check_priorities(priorities, len(doms), cp.num_vars, cp.domain_size)
-        res = empty_result(len(doms), cp.num_vars)
+        res = empty_result(len(doms), cp.num_vars) if out is None else out
+        if res.domains.shape != doms.shape:
+            raise ValueError(f"out: expected results for {list(doms.shape)}, got {list(res.domains.shape)}")
         batch = len(doms)
         if self.threads == 1 or batch < self.min_parallel_batch:
             self._run(cp, doms, prios, options, res, 0, 1)

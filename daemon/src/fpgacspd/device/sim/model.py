@@ -20,7 +20,8 @@ import numpy as np
 from fpgacsp_proto.encoding import decode_program
 from fpgacsp_proto.isa import Mode, Neq, Program, make_program
 
-from ...engine import CompiledProgram, FastEngine, SolveOptions
+from ...engine import BatchResult, CompiledProgram, FastEngine, SolveOptions
+from ...engine.batch import empty_result
 from .. import _regmap as regs
 from ..layout import (
     COMPLETION,
@@ -45,7 +46,6 @@ _WIDE_COUNTERS = {  # 64-bit counters kept as Python ints, read as LO/HI halves
     regs.PERF_SWEEPS_LO.OFFSET: ("sweeps", 0), regs.PERF_SWEEPS_HI.OFFSET: ("sweeps", 32),
     regs.PERF_NODES_LO.OFFSET: ("nodes", 0), regs.PERF_NODES_HI.OFFSET: ("nodes", 32),
 }  # fmt: skip
-_PROGRESS_CHUNK = 1024  # instances between PERF_INSTANCES updates while a RUN job runs (the hang detector's clock)
 
 
 class DmaFault(Exception):  # noqa: N818 (the PCIe term)
@@ -85,6 +85,7 @@ class SimDevice:
         self._wedged = False
         self._generation = 0
         self._run_jobs = 0  # RUN jobs fetched since power-on: the fault plan's clock
+        self._running: BatchResult | None = None  # the RUN job on the engine now, filled as instances finish
         self._warm_up()
         self.power_on()
         self._thread = threading.Thread(target=self._sequencer, name="fpgacsp-sim-card", daemon=True)
@@ -137,6 +138,9 @@ class SimDevice:
                 return int((time.monotonic() - self._epoch) * 1000) & 0xFFFFFFFF
             if offset == regs.PROG_WIN_DATA.OFFSET:
                 return self._window_access(None)
+            if offset == regs.PERF_INSTANCES.OFFSET and self._running is not None:
+                finished = int(np.count_nonzero(self._running.status))  # status 0: still running
+                return (self._regs[offset] + finished) & 0xFFFFFFFF
             perf = self._perf_register(offset)
             return perf if perf is not None else self._regs.get(offset, 0)
 
@@ -350,20 +354,28 @@ class SimDevice:
         if int(desc["flags"]) & FLAG_PRIORITIES:
             prio = self._dma(int(desc["prio_addr"]), count * n * d).reshape(count, n, d)
         options = SolveOptions(Mode(int(desc["mode"])), int(desc["node_limit"]), int(desc["max_solutions"]))
-        sweeps = nodes = 0
-        for lo in range(0, count, _PROGRESS_CHUNK):
-            hi = min(count, lo + _PROGRESS_CHUNK)
-            res = self._engine.solve(slot.compiled, src[lo:hi], None if prio is None else prio[lo:hi], options)
-            sweeps, nodes = sweeps + int(res.sweeps.sum()), nodes + int(res.nodes.sum())
-            with self._cond:  # a reset stops the DMA engine: nothing of an abandoned job reaches host memory
-                if generation != self._generation:
-                    return JobCode.OK, 0, 0  # the completion is dropped anyway
-                dst[lo:hi] = res.domains
-                out["status"][lo:hi], out["solutions"][lo:hi] = res.status, res.solutions
-                out["nodes"][lo:hi], out["sweeps"][lo:hi] = res.nodes, res.sweeps
-                self._regs[regs.PERF_INSTANCES.OFFSET] = (self._regs[regs.PERF_INSTANCES.OFFSET] + hi - lo) & 0xFFFFFFFF
-                self._perf["sweeps"] += int(res.sweeps.sum())
-                self._perf["nodes"] += int(res.nodes.sum())
+        res = empty_result(count, n)
+        with self._cond:
+            self._running = res  # PERF_INSTANCES counts its finished instances while it runs
+        try:
+            self._engine.solve(slot.compiled, src, prio, options, out=res)
+        finally:
+            with self._cond:
+                self._running = None
+        sweeps, nodes = int(res.sweeps.sum()), int(res.nodes.sum())
+        with self._cond:  # a reset stops the DMA engine: nothing of an abandoned job reaches host memory
+            if generation != self._generation:
+                return JobCode.OK, 0, 0  # the completion is dropped anyway
+            dst[:] = res.domains
+            out["status"], out["solutions"], out["nodes"], out["sweeps"] = (
+                res.status,
+                res.solutions,
+                res.nodes,
+                res.sweeps,
+            )
+            self._regs[regs.PERF_INSTANCES.OFFSET] = (self._regs[regs.PERF_INSTANCES.OFFSET] + count) & 0xFFFFFFFF
+            self._perf["sweeps"] += sweeps
+            self._perf["nodes"] += nodes
         lanes = regs.CAP_ENGINE.LANES.get(self._regs[regs.CAP_ENGINE.OFFSET])
         return JobCode.OK, count, cycle_count(sweeps, nodes, len(p.constraints), lanes)
 
