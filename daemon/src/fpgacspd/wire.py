@@ -7,6 +7,7 @@ Every input check of the Solve contract happens here, before a request reaches t
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,15 +85,18 @@ def encode_solve(answer: SolveAnswer, domain_size: int) -> solver_pb2.SolveRespo
         timing=solver_pb2.Timing(
             queue_us=_us(answer.queue_s),
             device_us=_us(answer.device_s),
-            total_us=_us(answer.total_s),
+            total_us=_us(answer.total_s, up=True),
             device_batch_size=answer.device_batch_size,
             merged_requests=answer.merged_requests,
         ),
     )
 
 
-def _us(seconds: float) -> int:
-    return max(0, round(seconds * 1e6))
+def _us(seconds: float, up: bool = False) -> int:
+    """Whole microseconds: the parts (queue, device) rounded down and the total up, so that, as in real time,
+    ``total_us >= queue_us + device_us`` (rounding each to nearest broke that by 1 us now and then)."""
+    us = seconds * 1e6
+    return max(0, math.ceil(us) if up else math.floor(us))
 
 
 def program_info(entry: ProgramEntry) -> solver_pb2.ProgramInfo:
