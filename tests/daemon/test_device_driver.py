@@ -150,20 +150,20 @@ def test_job_errors_are_reported_in_the_completion_and_do_not_halt_the_device() 
         t = dev.transport
         buf = t.alloc_dma(4096)
         assert submit_and_wait(dev, Opcode.NOP) == JobCode.OK
-        assert submit_and_wait(dev, Opcode.RUN, slot=9, count=1, node_limit=1, max_solutions=1) == JobCode.BAD_SLOT
+        assert submit_and_wait(dev, Opcode.RUN, slot=9, items=1, node_limit=1, max_solutions=1) == JobCode.BAD_SLOT
         assert submit_and_wait(dev, Opcode.UNLOAD, slot=9) == JobCode.BAD_SLOT
         buf.data[:16] = 0xFF
-        assert submit_and_wait(dev, Opcode.LOAD, slot=0, count=16, src_addr=buf.iova) == JobCode.BAD_PROGRAM
-        assert submit_and_wait(dev, Opcode.LOAD, slot=0, count=16, src_addr=0xDEAD0000) == JobCode.BAD_ADDRESS
-        assert submit_and_wait(dev, Opcode.LOAD, slot=200, count=16, src_addr=buf.iova) == JobCode.BAD_SLOT
+        assert submit_and_wait(dev, Opcode.LOAD, slot=0, items=16, src_addr=buf.iova) == JobCode.BAD_PROGRAM
+        assert submit_and_wait(dev, Opcode.LOAD, slot=0, items=16, src_addr=0xDEAD0000) == JobCode.BAD_ADDRESS
+        assert submit_and_wait(dev, Opcode.LOAD, slot=200, items=16, src_addr=buf.iova) == JobCode.BAD_SLOT
         assert submit_and_wait(dev, 9) == JobCode.BAD_OPCODE  # type: ignore[arg-type]
         program = known_answers()[0].program
         data = encode_program(program)
         buf.data[: len(data)] = np.frombuffer(data, np.uint8)
-        assert submit_and_wait(dev, Opcode.LOAD, slot=1, count=len(data), src_addr=buf.iova) == JobCode.OK
-        unmapped = dict(slot=1, count=1, mode=int(Mode.SOLVE), node_limit=10, max_solutions=1)
+        assert submit_and_wait(dev, Opcode.LOAD, slot=1, items=len(data), src_addr=buf.iova) == JobCode.OK
+        unmapped = dict(slot=1, items=1, mode=int(Mode.SOLVE), node_limit=10, max_solutions=1)
         assert submit_and_wait(dev, Opcode.RUN, src_addr=0x10, **unmapped) == JobCode.BAD_ADDRESS
-        too_many = dict(unmapped, count=10**6, src_addr=buf.iova)
+        too_many = dict(unmapped, items=10**6, src_addr=buf.iova)
         assert submit_and_wait(dev, Opcode.RUN, **too_many) == JobCode.OVER_CAPABILITY
         assert not regs.STATUS.HALTED.get(t.read32(regs.STATUS.OFFSET))
         t.free_dma(buf)

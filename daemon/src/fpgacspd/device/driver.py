@@ -18,7 +18,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _regmap as regs
-from .layout import COMPLETION, DESCRIPTOR, DeviceError, JobCode, Opcode, completion_crc
+from .layout import (
+    COMPLETION_SIZE,
+    DESCRIPTOR_SIZE,
+    Completion,
+    Descriptor,
+    DeviceError,
+    JobCode,
+    Opcode,
+    completion_crc,
+)
 from .transport import DmaBuffer, Transport, TransportError, wait_interrupt
 
 MAGIC = regs.ID.MAGIC.reset
@@ -73,7 +82,9 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
-class Completion:
+class Done:
+    """A job as the driver reports it: validated, with its outcome."""
+
     tag: int
     code: JobCode
     count: int
@@ -98,10 +109,8 @@ class Driver:
         self.caps = Capabilities.read(transport)
         self._jq_log2 = min(queue_log2, self.caps.jq_max_log2, self.caps.cq_max_log2)
         self._entries = 1 << self._jq_log2
-        self._jq = transport.alloc_dma(self._entries * DESCRIPTOR.itemsize)
-        self._cq = transport.alloc_dma(self._entries * COMPLETION.itemsize)
-        self._ring = self._jq.data[: self._entries * DESCRIPTOR.itemsize].view(DESCRIPTOR)
-        self._done = self._cq.data[: self._entries * COMPLETION.itemsize].view(COMPLETION)
+        self._jq = transport.alloc_dma(self._entries * DESCRIPTOR_SIZE)
+        self._cq = transport.alloc_dma(self._entries * COMPLETION_SIZE)
         self._irq_fds = transport.irq_fds()
         self._next_tag = 1
         self.soft_reset()
@@ -146,8 +155,8 @@ class Driver:
             time.sleep(0.001)
 
     def _setup_rings(self) -> None:
-        self._ring[:] = np.zeros(1, dtype=DESCRIPTOR)
-        self._done[:] = np.zeros(1, dtype=COMPLETION)
+        self._jq.data[:] = 0
+        self._cq.data[:] = 0
         t = self.t
         for reg_lo, reg_hi, reg_size, buf in (
             (regs.JQ_BASE_LO, regs.JQ_BASE_HI, regs.JQ_SIZE, self._jq),
@@ -160,7 +169,7 @@ class Driver:
         self._cq_head = 0  # next completion index we read
         self._phase = 1  # the phase a fresh completion carries on this lap
         self._seq = 0  # completions consumed since reset
-        self._outstanding: dict[int, np.ndarray] = {}
+        self._outstanding: dict[int, Descriptor] = {}
         for fd in self._irq_fds:  # interrupts of the previous life are stale now
             wait_interrupt((fd,), 0)
         t.write32(regs.IRQ_STATUS.OFFSET, regs.IRQ_STATUS.COMPLETION.mask | regs.IRQ_STATUS.ERROR.mask)
@@ -178,19 +187,16 @@ class Driver:
             raise RuntimeError("job ring full: wait for completions before submitting more")
         tag = self._next_tag
         self._next_tag = tag % 0xFFFFFFFF + 1  # never 0
-        desc = np.zeros((), dtype=DESCRIPTOR)
-        desc["opcode"], desc["tag"] = opcode, tag
-        for name, value in fields.items():
-            desc[name] = value
-        self._ring[self._tail] = desc
+        desc = Descriptor(opcode=opcode, tag=tag, **fields)
+        desc.pack_into(self._jq.data, self._tail * DESCRIPTOR_SIZE)
         self._outstanding[tag] = desc
         self._tail = (self._tail + 1) % self._entries
         self.t.write32(regs.JQ_TAIL.OFFSET, self._tail)
         return tag
 
-    def wait(self, tags: set[int]) -> dict[int, Completion]:
+    def wait(self, tags: set[int]) -> dict[int, Done]:
         """Wait until every job in ``tags`` completed; raises :class:`DeviceFault` on any fault."""
-        done: dict[int, Completion] = {}
+        done: dict[int, Done] = {}
         progress = (self.t.read32(regs.PERF_INSTANCES.OFFSET), time.monotonic())
         while not tags <= done.keys():
             fired = wait_interrupt(self._irq_fds, self.timeouts.irq_poll_s)
@@ -203,11 +209,17 @@ class Driver:
             progress = self._check_progress(progress, bool(new))
         return done
 
-    def _drain(self) -> dict[int, Completion]:
+    def _drain(self) -> dict[int, Done]:
         """Consume every new completion (phase bit); validate each and acknowledge them with CQ_HEAD."""
-        out: dict[int, Completion] = {}
-        while int(self._done[self._cq_head]["phase"]) & 1 == self._phase:
-            entry = self._done[self._cq_head].copy()
+        out: dict[int, Done] = {}
+        ring = self._cq.data
+        while True:
+            offset = self._cq_head * COMPLETION_SIZE
+            entry = Completion.unpack_from(ring, offset)
+            if entry.phase & 1 != self._phase:
+                break
+            if completion_crc(ring, offset) != entry.crc:
+                raise DeviceFault("bad_completion", f"CRC mismatch in completion {self._cq_head} (tag {entry.tag})")
             out.update([self._validate(entry)])
             self._cq_head = (self._cq_head + 1) % self._entries
             if self._cq_head == 0:
@@ -216,22 +228,18 @@ class Driver:
             self.t.write32(regs.CQ_HEAD.OFFSET, self._cq_head)
         return out
 
-    def _validate(self, entry: np.ndarray) -> tuple[int, Completion]:
-        if completion_crc(entry) != int(entry["crc"]):
-            raise DeviceFault("bad_completion", f"CRC mismatch in completion {self._cq_head} (tag {int(entry['tag'])})")
+    def _validate(self, entry: Completion) -> tuple[int, Done]:
         self._seq += 1
-        tag, code = int(entry["tag"]), int(entry["code"])
-        if int(entry["seq"]) != self._seq:
-            raise DeviceFault("bad_completion", f"sequence {int(entry['seq'])}, expected {self._seq}")
-        desc = self._outstanding.pop(tag, None)
+        if entry.seq != self._seq:
+            raise DeviceFault("bad_completion", f"sequence {entry.seq}, expected {self._seq}")
+        desc = self._outstanding.pop(entry.tag, None)
         if desc is None:
-            raise DeviceFault("bad_completion", f"completion for tag {tag}, which is not outstanding")
-        if code not in JobCode._value2member_map_:
-            raise DeviceFault("bad_completion", f"unknown completion code {code} for tag {tag}")
-        expected = int(desc["count"]) if int(desc["opcode"]) == Opcode.RUN and code == JobCode.OK else None
-        if expected is not None and int(entry["count"]) != expected:
-            raise DeviceFault("bad_completion", f"tag {tag} answered {int(entry['count'])} of {expected} instances")
-        return tag, Completion(tag, JobCode(code), int(entry["count"]), int(entry["cycles"]))
+            raise DeviceFault("bad_completion", f"completion for tag {entry.tag}, which is not outstanding")
+        if entry.code not in JobCode._value2member_map_:
+            raise DeviceFault("bad_completion", f"unknown completion code {entry.code} for tag {entry.tag}")
+        if desc.opcode == Opcode.RUN and entry.code == JobCode.OK and entry.items != desc.items:
+            raise DeviceFault("bad_completion", f"tag {entry.tag} answered {entry.items} of {desc.items} instances")
+        return entry.tag, Done(entry.tag, JobCode(entry.code), entry.items, entry.cycles)
 
     def _halted(self) -> bool:
         return bool(regs.STATUS.HALTED.get(self.t.read32(regs.STATUS.OFFSET)))

@@ -1,17 +1,22 @@
 """The host-memory half of the host-device protocol: job descriptors, completions, result records.
 
-The registers (``_regmap``, from fpga_bitstream/regmap/fpgacsp.rdl) say where the rings are; these numpy
-dtypes say what lies in them, byte for byte, little-endian, as docs/device.md draws them. The driver writes
+The registers (``_regmap``, from fpga_bitstream/regmap/fpgacsp.rdl) say where the rings are; these layouts
+say what lies in them, byte for byte, little-endian, as docs/device.md draws them. The driver writes
 descriptors and reads completions through them, and the device model does the opposite, so both sides share
-this one definition (the RTL's DMA engine is written against docs/device.md).
+this one definition (the RTL's DMA engine is written against docs/device.md). Ring entries are packed with
+``struct`` (one call per entry, on the batch-1 latency path); result records are a numpy dtype (arrays).
 """
 
 from __future__ import annotations
 
 import enum
+import struct
 import zlib
+from typing import NamedTuple
 
 import numpy as np
+
+_CRC_OFFSET = 28  # every byte of a completion before its crc field
 
 
 class Opcode(enum.IntEnum):
@@ -43,35 +48,58 @@ class DeviceError(enum.IntEnum):
 
 FLAG_PRIORITIES = 1  # RUN: ``prio_addr`` holds uint8[count, N, D] value priorities
 
-DESCRIPTOR = np.dtype(
-    [
-        ("opcode", "<u1"),
-        ("mode", "<u1"),  # RUN: fpgacsp_proto.isa.Mode
-        ("slot", "<u2"),
-        ("tag", "<u4"),  # echoed in the completion; never 0
-        ("count", "<u4"),  # RUN: instances; LOAD: program bytes
-        ("flags", "<u4"),
-        ("src_addr", "<u8"),  # RUN: uint64[count, N] input domains; LOAD: the program bytes
-        ("prio_addr", "<u8"),
-        ("dst_addr", "<u8"),  # RUN: uint64[count, N] output domains; LOAD: program memory offset (64-aligned)
-        ("result_addr", "<u8"),  # RUN: RESULT[count]
-        ("node_limit", "<u8"),
-        ("max_solutions", "<u8"),
-    ]
-)
+_DESCRIPTOR = struct.Struct("<BBHIII6Q")
+_COMPLETION = struct.Struct("<IHHIIQII")
 
-COMPLETION = np.dtype(
-    [
-        ("tag", "<u4"),
-        ("code", "<u2"),  # JobCode
-        ("phase", "<u2"),  # bit 0: the ring's phase, flips at every wrap (the host needs no tail read)
-        ("count", "<u4"),  # RUN: instances answered (== the descriptor's count)
-        ("seq", "<u4"),  # completions written since reset, this one included
-        ("cycles", "<u8"),  # the job's engine cycles (cycle model)
-        ("reserved", "<u4"),
-        ("crc", "<u4"),  # CRC-32 (zlib) of the 28 bytes before it: a corrupted completion never passes
-    ]
-)
+
+class Descriptor(NamedTuple):
+    """A job descriptor, 64 bytes in the job ring (docs/device.md draws it)."""
+
+    opcode: int = 0  # Opcode
+    mode: int = 0  # RUN: fpgacsp_proto.isa.Mode
+    slot: int = 0
+    tag: int = 0  # echoed in the completion; never 0
+    items: int = 0  # RUN: instances; LOAD: program bytes
+    flags: int = 0
+    src_addr: int = 0  # RUN: uint64[count, N] input domains; LOAD: the program bytes
+    prio_addr: int = 0
+    dst_addr: int = 0  # RUN: uint64[count, N] output domains; LOAD: program memory offset (64-aligned)
+    result_addr: int = 0  # RUN: RESULT[count]
+    node_limit: int = 0
+    max_solutions: int = 0
+
+    def pack_into(self, ring: np.ndarray, offset: int) -> None:
+        _DESCRIPTOR.pack_into(ring.data, offset, *self)
+
+    @classmethod
+    def unpack_from(cls, ring: np.ndarray, offset: int = 0) -> Descriptor:
+        return cls._make(_DESCRIPTOR.unpack_from(ring.data, offset))
+
+
+class Completion(NamedTuple):
+    """A completion, 32 bytes in the completion ring."""
+
+    tag: int
+    code: int  # JobCode
+    phase: int  # bit 0: the ring's phase, flips at every wrap (the host needs no tail read)
+    items: int  # RUN: instances answered (== the descriptor's items)
+    seq: int  # completions written since reset, this one included
+    cycles: int  # the job's engine cycles (cycle model)
+    reserved: int = 0
+    crc: int = 0  # CRC-32 (zlib) of the 28 bytes before it: a corrupted completion never passes
+
+    def sealed(self) -> Completion:
+        """This completion with its CRC filled in."""
+        raw = _COMPLETION.pack(*self[:-1], 0)
+        return self._replace(crc=zlib.crc32(raw[:_CRC_OFFSET]))
+
+    def pack_into(self, ring: np.ndarray, offset: int) -> None:
+        _COMPLETION.pack_into(ring.data, offset, *self)
+
+    @classmethod
+    def unpack_from(cls, ring: np.ndarray, offset: int = 0) -> Completion:
+        return cls._make(_COMPLETION.unpack_from(ring.data, offset))
+
 
 RESULT = np.dtype(
     [
@@ -83,17 +111,16 @@ RESULT = np.dtype(
     ]
 )
 
-_CRC_OFFSET = 28  # every byte of a completion before its crc field
-assert DESCRIPTOR.itemsize == 64 and COMPLETION.itemsize == 32 and RESULT.itemsize == 24
-assert COMPLETION.fields is not None and COMPLETION.fields["crc"][1] == _CRC_OFFSET
+DESCRIPTOR_SIZE = _DESCRIPTOR.size
+COMPLETION_SIZE = _COMPLETION.size
+assert DESCRIPTOR_SIZE == 64 and COMPLETION_SIZE == 32 and RESULT.itemsize == 24
 
 PROGRAM_ALIGN = 64  # LOAD offsets and the program memory allocator's granule
 
 
-def completion_crc(entry: np.ndarray) -> int:
-    """The CRC a well-formed completion carries: over every byte before the ``crc`` field."""
-    raw = np.asarray(entry).reshape(()).tobytes()
-    return zlib.crc32(raw[:_CRC_OFFSET])
+def completion_crc(ring: np.ndarray, offset: int) -> int:
+    """The CRC the completion at ``offset`` must carry: over every byte before its ``crc`` field."""
+    return zlib.crc32(ring.data[offset : offset + _CRC_OFFSET])
 
 
 def cycle_count(sweeps: int, nodes: int, constraints: int, lanes: int) -> int:

@@ -218,7 +218,7 @@ class RegisterDevice:
         staging = self.transport.alloc_dma(len(data))
         try:
             staging.data[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-            self._job(Opcode.LOAD, slot=slot, count=len(data), src_addr=staging.iova, dst_addr=offset)
+            self._job(Opcode.LOAD, slot=slot, items=len(data), src_addr=staging.iova, dst_addr=offset)
         finally:
             self.transport.free_dma(staging)
         resident = self._resident[program_id] = _Resident(slot, offset, len(data))
@@ -280,7 +280,7 @@ class RegisterDevice:
             while self.driver.free_entries < 1:  # more jobs than ring entries: let some finish first
                 self._collect(pending, self.driver.wait({next(iter(pending))}))
             tag = self.driver.submit(
-                Opcode.RUN, mode=int(options.mode), slot=slot, count=hi - lo,
+                Opcode.RUN, mode=int(options.mode), slot=slot, items=hi - lo,
                 flags=FLAG_PRIORITIES if prios is not None else 0,
                 src_addr=src.iova + lo * n * 8, dst_addr=dst.iova + lo * n * 8,
                 prio_addr=pri.iova + lo * n * d if prios is not None else 0,

@@ -24,15 +24,16 @@ from ...engine import BatchResult, CompiledProgram, FastEngine, SolveOptions
 from ...engine.batch import empty_result
 from .. import _regmap as regs
 from ..layout import (
-    COMPLETION,
-    DESCRIPTOR,
+    COMPLETION_SIZE,
+    DESCRIPTOR_SIZE,
     FLAG_PRIORITIES,
     PROGRAM_ALIGN,
     RESULT,
+    Completion,
+    Descriptor,
     DeviceError,
     JobCode,
     Opcode,
-    completion_crc,
     cycle_count,
 )
 from ..regdefs import Field
@@ -210,7 +211,7 @@ class SimDevice:
         head = self._regs[regs.JQ_HEAD.OFFSET]
         return bool(ready and enabled and head != self._regs[regs.JQ_TAIL.OFFSET])
 
-    def _fetch(self) -> tuple[np.ndarray, int] | None:
+    def _fetch(self) -> tuple[Descriptor, int] | None:
         """Take the descriptor at JQ_HEAD (lock held); a broken ring halts the device."""
         size_log2 = self._regs[regs.JQ_SIZE.OFFSET] & 0x1F
         cap = regs.CAP_QUEUE.JQ_MAX_LOG2.get(self._regs[regs.CAP_QUEUE.OFFSET])
@@ -220,27 +221,27 @@ class SimDevice:
             return None
         base = self._regs[regs.JQ_BASE_LO.OFFSET] | self._regs[regs.JQ_BASE_HI.OFFSET] << 32
         try:
-            raw = self._dma(base + head * DESCRIPTOR.itemsize, DESCRIPTOR.itemsize)
+            raw = self._dma(base + head * DESCRIPTOR_SIZE, DESCRIPTOR_SIZE)
         except DmaFault:
             self._halt(DeviceError.DMA, 0)
             return None
-        desc = raw.view(DESCRIPTOR)[0].copy()
+        desc = Descriptor.unpack_from(raw)
         self._regs[regs.JQ_HEAD.OFFSET] = (head + 1) % (1 << size_log2)
         return desc, self._generation
 
-    def _execute(self, desc: np.ndarray, generation: int) -> None:
-        opcode = int(desc["opcode"])
+    def _execute(self, desc: Descriptor, generation: int) -> None:
+        opcode = desc.opcode
         fault = None
         if opcode == Opcode.RUN:
             self._run_jobs += 1
-            fault = self.faults.pick(self._run_jobs, int(desc["count"]))
+            fault = self.faults.pick(self._run_jobs, desc.items)
         if fault in (Fault.HANG, Fault.WEDGE):
             self._hang(generation, wedge=fault is Fault.WEDGE)
             return
         if fault is Fault.ERROR:
             with self._cond:
                 if generation == self._generation:
-                    self._halt(DeviceError.INTERNAL, int(desc["tag"]))
+                    self._halt(DeviceError.INTERNAL, desc.tag)
             return
         try:
             code, count, cycles = self._dispatch(opcode, desc, generation)
@@ -270,7 +271,7 @@ class SimDevice:
             os.eventfd_write(self._irq_fds[vector], 1)
 
     def _complete(
-        self, desc: np.ndarray, code: int, count: int, cycles: int, generation: int, fault: Fault | None
+        self, desc: Descriptor, code: int, count: int, cycles: int, generation: int, fault: Fault | None
     ) -> None:
         with self._cond:
             if generation != self._generation or self._closed:
@@ -279,19 +280,16 @@ class SimDevice:
             tail = self._regs[regs.CQ_TAIL.OFFSET]
             base = self._regs[regs.CQ_BASE_LO.OFFSET] | self._regs[regs.CQ_BASE_HI.OFFSET] << 32
             if (tail + 1) % size == self._regs[regs.CQ_HEAD.OFFSET] % size:
-                self._halt(DeviceError.QUEUE_CONFIG, int(desc["tag"]))  # the host let the ring overflow
+                self._halt(DeviceError.QUEUE_CONFIG, desc.tag)  # the host let the ring overflow
                 return
             self._seq += 1
-            entry = np.zeros((), dtype=COMPLETION)
-            entry["tag"], entry["code"], entry["phase"] = desc["tag"], code, self._cq_phase
-            entry["count"], entry["seq"], entry["cycles"] = count, self._seq, cycles
-            entry["crc"] = completion_crc(entry)
+            entry = Completion(desc.tag, code, self._cq_phase, count, self._seq, cycles).sealed()
             if fault is Fault.CORRUPT:
-                entry["count"] ^= 1 << 3  # a bit flipped on the way: the CRC no longer matches
+                entry = entry._replace(items=entry.items ^ 1 << 3)  # a bit flipped on the way: the CRC fails
             try:
-                self._dma(base + tail * COMPLETION.itemsize, COMPLETION.itemsize)[:] = entry.reshape(1).view(np.uint8)
+                entry.pack_into(self._dma(base + tail * COMPLETION_SIZE, COMPLETION_SIZE), 0)
             except DmaFault:
-                self._halt(DeviceError.DMA, int(desc["tag"]))
+                self._halt(DeviceError.DMA, desc.tag)
                 return
             tail = (tail + 1) % size
             if tail == 0:
@@ -302,25 +300,25 @@ class SimDevice:
             self._raise_irq(regs.IRQ_STATUS.COMPLETION, vector=0, drop=fault is Fault.DROP_IRQ)
 
     # ------------------------------------------------------------------ jobs
-    def _dispatch(self, opcode: int, desc: np.ndarray, generation: int) -> tuple[JobCode, int, int]:
+    def _dispatch(self, opcode: int, desc: Descriptor, generation: int) -> tuple[JobCode, int, int]:
         if opcode == Opcode.NOP:
             return JobCode.OK, 0, 1
         if opcode == Opcode.LOAD:
             return self._load(desc, generation)
         if opcode == Opcode.UNLOAD:
             with self._cond:
-                return (JobCode.OK, 0, 1) if self._slots.pop(int(desc["slot"]), None) else (JobCode.BAD_SLOT, 0, 1)
+                return (JobCode.OK, 0, 1) if self._slots.pop(desc.slot, None) else (JobCode.BAD_SLOT, 0, 1)
         if opcode == Opcode.RUN:
             return self._run(desc, generation)
         return JobCode.BAD_OPCODE, 0, 0
 
-    def _load(self, desc: np.ndarray, generation: int) -> tuple[JobCode, int, int]:
-        slot, length, offset = int(desc["slot"]), int(desc["count"]), int(desc["dst_addr"])
+    def _load(self, desc: Descriptor, generation: int) -> tuple[JobCode, int, int]:
+        slot, length, offset = desc.slot, desc.items, desc.dst_addr
         if slot >= self.params.slots:
             return JobCode.BAD_SLOT, 0, 0
         if offset % PROGRAM_ALIGN or offset + length > len(self._progmem):
             return JobCode.BAD_ADDRESS, 0, 0
-        data = self._dma(int(desc["src_addr"]), length)
+        data = self._dma(desc.src_addr, length)
         self._progmem[offset : offset + length] = data
         try:
             program = decode_program(bytes(data))
@@ -335,25 +333,25 @@ class SimDevice:
                 self._slots[slot] = _Slot(compiled, program, offset, length)
         return JobCode.OK, 0, (length + 63) // 64  # one cycle per 64-byte beat of the load
 
-    def _run(self, desc: np.ndarray, generation: int) -> tuple[JobCode, int, int]:
+    def _run(self, desc: Descriptor, generation: int) -> tuple[JobCode, int, int]:
         with self._cond:
-            slot = self._slots.get(int(desc["slot"]))
-        count = int(desc["count"])
+            slot = self._slots.get(desc.slot)
+        count = desc.items
         if slot is None:
             return JobCode.BAD_SLOT, 0, 0
         p = slot.program
-        if not 1 <= count <= self.params.max_instances or int(desc["mode"]) not in (Mode.PROPAGATE, Mode.SOLVE):
+        if not 1 <= count <= self.params.max_instances or desc.mode not in (Mode.PROPAGATE, Mode.SOLVE):
             return JobCode.OVER_CAPABILITY, 0, 0
-        if int(desc["node_limit"]) < 1 or int(desc["max_solutions"]) < 1:
+        if desc.node_limit < 1 or desc.max_solutions < 1:
             return JobCode.OVER_CAPABILITY, 0, 0
         n, d = p.num_vars, p.domain_size
-        src = self._dma(int(desc["src_addr"]), count * n * 8).view("<u8").reshape(count, n)
-        dst = self._dma(int(desc["dst_addr"]), count * n * 8).view("<u8").reshape(count, n)
-        out = self._dma(int(desc["result_addr"]), count * RESULT.itemsize).view(RESULT)
+        src = self._dma(desc.src_addr, count * n * 8).view("<u8").reshape(count, n)
+        dst = self._dma(desc.dst_addr, count * n * 8).view("<u8").reshape(count, n)
+        out = self._dma(desc.result_addr, count * RESULT.itemsize).view(RESULT)
         prio = None
-        if int(desc["flags"]) & FLAG_PRIORITIES:
-            prio = self._dma(int(desc["prio_addr"]), count * n * d).reshape(count, n, d)
-        options = SolveOptions(Mode(int(desc["mode"])), int(desc["node_limit"]), int(desc["max_solutions"]))
+        if desc.flags & FLAG_PRIORITIES:
+            prio = self._dma(desc.prio_addr, count * n * d).reshape(count, n, d)
+        options = SolveOptions(Mode(desc.mode), desc.node_limit, desc.max_solutions)
         res = empty_result(count, n)
         with self._cond:
             self._running = res  # PERF_INSTANCES counts its finished instances while it runs
