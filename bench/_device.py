@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,8 @@ from fpgacspd.device import DriverTimeouts, RegisterDevice
 from fpgacspd.device.sim import Fault, SimParams, SimTransport
 from fpgacspd.engine import FastEngine, SolveOptions
 from fpgacspd.logs import configure_logging
+
+from bench._timing import Rate, timed_rate, windows
 
 RECOVERY_TIMEOUTS = DriverTimeouts(job_s=0.1, irq_poll_s=0.05, reset_s=0.1)
 RECOVERY_BATCH = 64
@@ -61,21 +63,6 @@ class RecoveryRow:
         return self.faulted_ms - self.normal_ms
 
 
-def _windows(domains: np.ndarray, batch: int) -> list[np.ndarray]:
-    count = max(1, len(domains) // batch)
-    return [domains[(i * batch) % len(domains) :][:batch] for i in range(count)]
-
-
-def _timed(call: Callable[[np.ndarray], object], batches: Sequence[np.ndarray], budget: float) -> tuple[int, float]:
-    done, start = 0, time.perf_counter()
-    while True:
-        for b in batches:
-            call(b)
-            done += len(b)
-            if time.perf_counter() - start >= budget:
-                return done, time.perf_counter() - start
-
-
 def measure_register_path(
     program: Program, domains: np.ndarray, batches: Sequence[int], budget: float, rounds: int
 ) -> list[PathRow]:
@@ -86,19 +73,13 @@ def measure_register_path(
     rows = []
     try:
         for batch in batches:
-            sets = _windows(domains, batch)
+            sets = windows(domains, batch, max(3, 4096 // batch))
             checked = device.run_batch(pid, program, sets[0], None, options).equals(engine.solve(compiled, sets[0]))
-            direct = [0, 0.0]
-            register = [0, 0.0]
+            direct, register = Rate(), Rate()
             for _ in range(rounds):
-                for acc, call in (
-                    (direct, lambda b: engine.solve(compiled, b)),
-                    (register, lambda b: device.run_batch(pid, program, b, None, options)),
-                ):
-                    n, s = _timed(call, sets, budget / rounds)
-                    acc[0] += n
-                    acc[1] += s
-            rows.append(PathRow(batch, direct[0] / direct[1], register[0] / register[1], checked))
+                timed_rate(lambda b: engine.solve(compiled, b), sets, budget / rounds, direct)
+                timed_rate(lambda b: device.run_batch(pid, program, b, None, options), sets, budget / rounds, register)
+            rows.append(PathRow(batch, direct.per_s, register.per_s, checked))
     finally:
         device.close()
         engine.close()

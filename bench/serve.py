@@ -61,6 +61,7 @@ from bench._device import (
 )
 from bench._report import REPO, git_commit, machine, versions
 from bench._serving import Daemon
+from bench._timing import Rate, timed_rate, windows
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 PUZZLES = "sudoku/magictour_top1465.csv"
@@ -82,17 +83,6 @@ class Settings:
 
 FULL = Settings(budget=5.0, rounds=5, duration=10.0, latency_requests=3000, limit=None, recovery_samples=5)
 QUICK = Settings(budget=0.3, rounds=1, duration=1.0, latency_requests=200, limit=300, recovery_samples=1)
-
-
-@dataclass
-class Rate:
-    instances: int = 0
-    seconds: float = 0.0
-    calls: int = 0
-
-    @property
-    def per_s(self) -> float:
-        return self.instances / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -135,25 +125,6 @@ class LatencyResult:
 
 
 # --- measurements ------------------------------------------------------------------------------------------
-
-
-def windows(domains: np.ndarray, batch: int, count: int) -> list[np.ndarray]:
-    """``count`` consecutive batches of ``batch`` puzzles, wrapping around the file."""
-    n = len(domains)
-    return [np.ascontiguousarray(domains[np.arange(i * batch, (i + 1) * batch) % n]) for i in range(count)]
-
-
-def timed_rate(call: Callable[[np.ndarray], object], batches: Sequence[np.ndarray], budget: float, rate: Rate) -> None:
-    """Call on the batches in turn for ``budget`` seconds (at least once), adding to ``rate``."""
-    start = time.perf_counter()
-    elapsed = 0.0
-    while elapsed < budget or elapsed == 0.0:
-        b = batches[rate.calls % len(batches)]
-        call(b)
-        rate.calls += 1
-        rate.instances += len(b)
-        elapsed = time.perf_counter() - start
-    rate.seconds += elapsed
 
 
 def compare(label: str, got: fpgacsp.SolveResult, want: BatchResult) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,7 @@ class Setting:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # more flags for the same setting (never more env variables or keys)
+    check: Callable[[str, str], str] | None = None  # a non-empty string's check: (value, where) -> normalised value
 
     @property
     def env(self) -> str:
@@ -138,10 +139,31 @@ class Setting:
         return getattr(_SECTIONS[self.section](), self.key)
 
 
+def _metrics_address(value: str, where: str) -> str:
+    check_address(value, where, unix=False)
+    return value
+
+
+def _pci_address(value: str, where: str) -> str:
+    try:
+        return parse_bdf(value)
+    except TransportError:
+        raise ConfigError(f"{where}: expected a PCI address DDDD:BB:DD.F (e.g. 0000:01:00.0), got {value!r}") from None
+
+
+def _fault_plan(value: str, where: str) -> str:
+    try:
+        FaultPlan.parse(value, where)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return value
+
+
 _ADDR_HELP = "HOST:PORT or unix:PATH to serve on; repeatable (the env variable takes a comma-separated list)"
 SETTINGS: tuple[Setting, ...] = (
     Setting("server", "listen", "--listen", "addresses", _ADDR_HELP),
-    Setting("server", "metrics_listen", "--metrics-listen", "str", "HOST:PORT of the Prometheus endpoint; empty: none"),
+    Setting("server", "metrics_listen", "--metrics-listen", "str", "HOST:PORT of the Prometheus endpoint; empty: none",
+            check=_metrics_address),
     Setting("server", "shutdown_grace_s", "--shutdown-grace-s", "float", "seconds a SIGTERM drain may take", 0),
     Setting("batching", "max_batch", "--max-batch", "int", "instances per device batch", 1, MAX_LIMIT),
     Setting("batching", "max_delay_us", "--max-delay-us", "int", "microseconds a request waits for companions", 0,
@@ -158,7 +180,8 @@ SETTINGS: tuple[Setting, ...] = (
             1 << 24),
     Setting("device", "backend", "--device-backend", "str", "transport under the driver: simulated or real card",
             choices=BACKENDS, aliases=("--backend",)),
-    Setting("device", "address", "--device", "str", "vfio: PCI address of the card, e.g. 0000:01:00.0"),
+    Setting("device", "address", "--device", "str", "vfio: PCI address of the card, e.g. 0000:01:00.0",
+            check=_pci_address),
     Setting("device", "threads", "--device-threads", "int", "sim: engine threads of the simulated card; 0: all cores",
             0, 4096),
     Setting("device", "job_timeout_ms", "--job-timeout-ms", "int", "a job with no progress for this long hangs", 1,
@@ -168,7 +191,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("device", "reset_timeout_ms", "--reset-timeout-ms", "int", "time a reset may take before the next kind",
             1, 600_000),
     Setting("device", "max_retries", "--device-max-retries", "int", "resets and reruns of a faulted batch", 0, 100),
-    Setting("device", "sim_faults", "--sim-faults", "str", "sim: faults to inject, KIND@N or KIND/N, comma-separated"),
+    Setting("device", "sim_faults", "--sim-faults", "str", "sim: faults to inject, KIND@N or KIND/N, comma-separated",
+            check=_fault_plan),
     Setting("device", "sim_slow_us", "--sim-slow-us", "int", "sim: delay of a slow fault", 0, 600_000_000),
     Setting("log", "format", "--log-format", "str", "json lines or text, on stderr", choices=LOG_FORMATS),
     Setting("log", "level", "--log-level", "str", "lowest level logged", choices=LOG_LEVELS),
@@ -263,21 +287,7 @@ def _coerce(s: Setting, raw: Any, where: str) -> Any:
         value: Any = raw.strip().lower() if s.choices else raw.strip()
         if s.choices and value not in s.choices:
             raise ConfigError(f"{where}: expected one of {', '.join(s.choices)}, got {raw!r}")
-        if s.key == "metrics_listen" and value:
-            check_address(value, where, unix=False)
-        if s.key == "address" and value:
-            try:
-                value = parse_bdf(value)
-            except TransportError:
-                raise ConfigError(
-                    f"{where}: expected a PCI address DDDD:BB:DD.F (e.g. 0000:01:00.0), got {raw!r}"
-                ) from None
-        if s.key == "sim_faults":
-            try:
-                FaultPlan.parse(value, where)
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-        return value
+        return s.check(value, where) if s.check and value else value
     try:
         if isinstance(raw, bool):
             raise ValueError

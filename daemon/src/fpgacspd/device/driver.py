@@ -28,7 +28,7 @@ from .layout import (
     Opcode,
     completion_crc,
 )
-from .transport import DmaBuffer, Transport, TransportError, wait_interrupt
+from .transport import Transport, TransportError, wait_interrupt
 
 MAGIC = regs.ID.MAGIC.reset
 SUPPORTED_MAJOR = regs.VERSION.MAJOR.reset
@@ -299,12 +299,3 @@ class Driver:
         finally:
             for buf in (self._jq, self._cq):
                 self.t.free_dma(buf)
-
-
-def grow(t: Transport, buf: DmaBuffer | None, size: int) -> DmaBuffer:
-    """``buf`` if it holds ``size`` bytes, else a fresh buffer of the next power of two (``buf`` freed)."""
-    if buf is not None and buf.size >= size:
-        return buf
-    if buf is not None:
-        t.free_dma(buf)
-    return t.alloc_dma(1 << max(12, (size - 1).bit_length()))

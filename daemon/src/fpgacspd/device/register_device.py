@@ -28,7 +28,7 @@ from ..logs import get_logger, log_event
 from ..selftest import SelfTestReport, run_self_test
 from . import _regmap as regs
 from .base import DeviceInfo
-from .driver import DeviceDead, DeviceFault, Driver, DriverTimeouts, grow
+from .driver import DeviceDead, DeviceFault, Driver, DriverTimeouts
 from .layout import FLAG_PRIORITIES, PROGRAM_ALIGN, RESULT, JobCode, Opcode
 from .transport import DmaBuffer, Transport
 
@@ -212,8 +212,8 @@ class RegisterDevice:
         if resident is not None:
             self._resident.move_to_end(program_id)
             return resident
-        self._check_capabilities(program)
         data = encode_program(program)
+        self._check_capabilities(program, len(data))
         slot, offset = self._place(len(data))
         staging = self.transport.alloc_dma(len(data))
         try:
@@ -224,14 +224,14 @@ class RegisterDevice:
         resident = self._resident[program_id] = _Resident(slot, offset, len(data))
         return resident
 
-    def _check_capabilities(self, program: Program) -> None:
+    def _check_capabilities(self, program: Program, length: int) -> None:
         caps = self.driver.caps
         if program.num_vars > caps.max_vars or program.domain_size > caps.max_domain:
             raise InvalidArgument(
                 f"program: {program.num_vars} variables of domain {program.domain_size} exceed the device's "
                 f"capabilities ({caps.max_vars} variables, domain {caps.max_domain})"
             )
-        if -(-len(encode_program(program)) // PROGRAM_ALIGN) * PROGRAM_ALIGN > caps.program_memory:
+        if -(-length // PROGRAM_ALIGN) * PROGRAM_ALIGN > caps.program_memory:
             raise InvalidArgument(f"program: larger than the device's program memory ({caps.program_memory} bytes)")
 
     def _place(self, length: int) -> tuple[int, int]:
@@ -268,7 +268,7 @@ class RegisterDevice:
         slot = self._load(program_id, program).slot
         batch, n, d = len(doms), program.num_vars, program.domain_size
         words, prio_bytes = batch * n * 8, (batch * n * d if prios is not None else 0)
-        self._arena = grow(self.transport, self._arena, 2 * words + prio_bytes + batch * RESULT.itemsize + 4 * 64)
+        self._arena = _grow(self.transport, self._arena, 2 * words + prio_bytes + batch * RESULT.itemsize + 4 * 64)
         src, dst, pri, out = _carve(self._arena, words, words, prio_bytes, batch * RESULT.itemsize)
         src.data[:words] = doms.reshape(-1).view(np.uint8)
         if prios is not None:
@@ -300,22 +300,25 @@ class RegisterDevice:
             pending.pop(tag, None)
 
 
-@dataclass(frozen=True)
-class _View:
-    iova: int
-    data: np.ndarray
+def _grow(t: Transport, buf: DmaBuffer | None, size: int) -> DmaBuffer:
+    """``buf`` if it holds ``size`` bytes, else a fresh buffer of the next power of two (``buf`` freed)."""
+    if buf is not None and buf.size >= size:
+        return buf
+    if buf is not None:
+        t.free_dma(buf)
+    return t.alloc_dma(1 << max(12, (size - 1).bit_length()))
 
 
-def _carve(arena: DmaBuffer, *sizes: int) -> list[_View]:
-    """Consecutive 64-byte aligned pieces of ``arena``."""
+def _carve(arena: DmaBuffer, *sizes: int) -> list[DmaBuffer]:
+    """Consecutive 64-byte aligned pieces of ``arena``, each a view the device knows by its own address."""
     views, cursor = [], 0
     for size in sizes:
-        views.append(_View(arena.iova + cursor, arena.data[cursor : cursor + size]))
+        views.append(DmaBuffer(arena.iova + cursor, arena.data[cursor : cursor + size]))
         cursor += -(-size // 64) * 64
     return views
 
 
-def _results(dst: _View, out: _View, batch: int, n: int) -> BatchResult:
+def _results(dst: DmaBuffer, out: DmaBuffer, batch: int, n: int) -> BatchResult:
     rec = out.data.view(RESULT)
     res = empty_result(batch, n)
     res.domains[:] = dst.data.view(np.uint64).reshape(batch, n)
@@ -324,7 +327,3 @@ def _results(dst: _View, out: _View, batch: int, n: int) -> BatchResult:
     res.nodes[:] = rec["nodes"]
     res.sweeps[:] = rec["sweeps"]
     return res
-
-
-def make_timeouts(job_timeout_ms: int, irq_poll_ms: int, reset_timeout_ms: int) -> DriverTimeouts:
-    return DriverTimeouts(job_timeout_ms / 1000, irq_poll_ms / 1000, reset_timeout_ms / 1000)

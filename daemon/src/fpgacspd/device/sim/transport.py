@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from .. import _regmap as regs
 from ..transport import DmaBuffer, TransportError
 from .faults import FaultPlan
 from .model import DmaFault, SimDevice, SimParams
@@ -88,5 +89,5 @@ class SimTransport:
 
 
 def _check_offset(offset: int) -> None:
-    if offset % 4 or not 0 <= offset < 4096:
-        raise TransportError(f"BAR0 access at {offset:#x}: must be 4-byte aligned and below 0x1000")
+    if offset % 4 or not 0 <= offset < regs.BAR0_SIZE:
+        raise TransportError(f"BAR0 access at {offset:#x}: must be 4-byte aligned and below {regs.BAR0_SIZE:#x}")

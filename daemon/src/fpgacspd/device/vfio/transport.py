@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...logs import get_logger, log_event
+from .. import _regmap as regs
 from ..transport import DmaBuffer, TransportError
 from . import _abi as abi
 from ._sys import IoctlArg, Syscalls
@@ -32,7 +33,7 @@ SYSFS_PCI_DEVICES = "/sys/bus/pci/devices"
 SYSFS_IOMMU_GROUPS = "/sys/kernel/iommu_groups"
 VFIO_DEV = "/dev/vfio"
 CONTAINER_PATH = f"{VFIO_DEV}/vfio"
-MIN_BAR0_BYTES = 4096
+MIN_BAR0_BYTES = regs.BAR0_SIZE  # the register map's BAR (fpga_bitstream/regmap)
 BIND_SCRIPT = "deploy/vfio/bind-vfio.sh"
 
 _BDF = re.compile(r"(?:(?P<domain>[0-9a-f]{4,8}):)?(?P<bus>[0-9a-f]{2}):(?P<dev>[01][0-9a-f])\.(?P<fn>[0-7])")
