@@ -5,7 +5,14 @@ BIN := $(VENV)/bin
 PROTO_SRC := proto/src
 PROTOS := $(wildcard $(PROTO_SRC)/fpgacsp_proto/v1/*.proto)
 STUBS := $(PROTOS:.proto=_pb2.py)
-DATA ?= ../shared/data
+# bash with pipefail: a pip install piped through the noise filter below still fails when pip fails.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+# pip warns once per package for every configured find-links/index location that lacks it ("Location ... is
+# ignored: it is neither a file nor a directory"): pages of noise from the host's pip configuration, not from
+# this project. Only that one message is dropped; every other warning and error still shows.
+PIP := $(BIN)/pip install -q --disable-pip-version-check
+PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: all venv proto regmap system-deps run test lint typecheck pytest bench clean
 
@@ -16,9 +23,9 @@ venv: $(VENV)/.installed
 # Pinned third-party packages first, then stubs, then our three distributions in editable mode.
 $(VENV)/.installed: requirements/dev.txt proto/pyproject.toml daemon/pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
+	$(PIP) -r requirements/dev.txt 2>&1 | $(PIP_QUIET)
 	$(MAKE) proto regmap
-	$(BIN)/pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e proto -e daemon -e client
+	$(PIP) --no-build-isolation --no-deps -e proto -e daemon -e client 2>&1 | $(PIP_QUIET)
 	touch $@
 
 proto: $(STUBS)

@@ -1,6 +1,6 @@
 """Engine benchmark: puzzles/s of the reference, the fast core and two outside solvers, side by side.
 
-For each Sudoku file in ``../shared/data/sudoku/``, a set of DIMACS colouring graphs (k = chromatic
+For each Sudoku file in ``data/sudoku/``, a set of DIMACS colouring graphs (k = chromatic
 number) and the QCP grids, one run measures:
 
 - the reference model (plain Python, the definition; a small sample by time budget),
@@ -54,9 +54,9 @@ from fpgacspd.engine import BatchResult, FastEngine, SolveOptions, compile_progr
 from bench._report import REPO, git_commit, machine, versions
 from bench.baselines import Answer, CpSatBaseline, GlucoseBaseline, Outcome, check_assignment, givens_of
 
-DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_DATA = REPO / "data"
 MAX_BATCH = 4096
-CHROMATIC = {  # from ../shared/data/README.md
+CHROMATIC = {  # from data/README.md
     "myciel6": 7,
     "queen6_6": 7,
     "queen7_7": 7,
@@ -476,7 +476,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small samples and short budgets (smoke test, CI)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "engine.md", help="Markdown report")
     p.add_argument("--time-budget", type=float, default=None, help="seconds per measurement (default 5, quick 0.25)")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="benchmark data folder (../shared/data)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="benchmark data folder (data/ in the repository)")
     p.add_argument("--threads", type=int, default=None, help="fast core threads for batches (default: CPU count)")
     return p.parse_args(argv)
 

@@ -63,7 +63,7 @@ from bench._report import REPO, git_commit, machine, versions
 from bench._serving import Daemon
 from bench._timing import Rate, timed_rate, windows
 
-DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_DATA = REPO / "data"
 PUZZLES = "sudoku/magictour_top1465.csv"
 BATCHES = (1, 64, 1024)
 CLIENTS = 64
@@ -362,7 +362,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="short samples (smoke test): seconds instead of minutes")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serve.md", help="Markdown report")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="benchmark data folder (../shared/data)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="benchmark data folder (data/ in the repository)")
     return p.parse_args(argv)
 
 

@@ -1,6 +1,6 @@
 """Shared fixtures for the test suite.
 
-The benchmark data lives beside the repository (``../shared/data``), never inside it. The fast engine is
+The benchmark data lives in the repository (``data/``, provenance in data/README.md). The fast engine is
 session-scoped because its first call loads (or, on a cold cache, compiles) the numba kernels.
 Hypothesis runs the ``ci`` profile unless ``--hypothesis-profile`` picks another one (``thorough`` for a
 long bug hunt): no deadline, because a shared 2-core machine makes per-example timing meaningless.
@@ -16,7 +16,7 @@ from fpgacspd.engine import FastEngine
 from hypothesis import HealthCheck, settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+DATA_DIR = REPO_ROOT / "data"
 SUDOKU_DIR = DATA_DIR / "sudoku"
 
 settings.register_profile(
@@ -38,8 +38,8 @@ settings.load_profile("ci")
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The shared benchmark data; a missing folder is an error, never a skip."""
-    assert DATA_DIR.is_dir(), f"benchmark data not found at {DATA_DIR} (expected the repo's sibling shared/data)"
+    """The benchmark data in the repository; a missing folder is an error, never a skip."""
+    assert DATA_DIR.is_dir(), f"benchmark data not found at {DATA_DIR} (the repository's data/ folder)"
     return DATA_DIR
 
 

@@ -18,7 +18,7 @@ from fpgacsp.problems.coloring import Graph
 from fpgacsp_proto.isa import AllDiff, Neq, make_program
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = REPO / "data"
 sys.path.insert(0, str(REPO))  # `bench` is a folder of the repository, not an installed distribution
 
 from bench.baselines import (  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from fpgacsp.cli import main
 from fpgacsp.problems import check_sudoku_solution, load_puzzle_file, parse_sudoku
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 MAGICTOUR = DATA / "sudoku" / "magictour_top1465.csv"
 SERG = DATA / "sudoku" / "serg_benchmark.csv"
 FPGACSP = Path(sys.executable).parent / "fpgacsp"

@@ -1,4 +1,4 @@
-"""Every Sudoku in ../shared/data/sudoku solved by the fast core, and a sample checked against the reference.
+"""Every Sudoku in data/sudoku solved by the fast core, and a sample checked against the reference.
 
 The puzzles and solutions come from outside the project (SAT-solved, independently re-checked), so they
 test the engine against ground truth rather than against itself. The 9x9 program is built here, from the

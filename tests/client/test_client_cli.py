@@ -16,7 +16,7 @@ from fpgacsp.problems import sudoku_program
 from fpgacsp_proto import program_id
 
 FPGACSP = Path(sys.executable).parent / "fpgacsp"
-SUDOKU = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sudoku"
+SUDOKU = Path(__file__).resolve().parents[2] / "data" / "sudoku"
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from fpgacsp_proto.convert import program_to_proto
 from fpgacsp_proto.v1 import solver_pb2
 from fpgacspd.engine import FastEngine, SolveOptions
 
-MAGICTOUR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sudoku" / "magictour_top1465.csv"
+MAGICTOUR = Path(__file__).resolve().parents[2] / "data" / "sudoku" / "magictour_top1465.csv"
 # pigeonhole: 14 variables, 13 values, all different: propagation cannot see it, search runs to the node limit
 # (a few million nodes per second), so node_limit sets how long the device is busy
 PIGEONHOLE = make_program(14, 13, [AllDiff(tuple(range(14)))])

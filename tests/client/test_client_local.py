@@ -16,7 +16,7 @@ from fpgacsp.problems import load_puzzle_file, parse_sudoku
 from fpgacsp_proto import program_id
 from fpgacspd.engine import FastEngine, SolveOptions
 
-MAGICTOUR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sudoku" / "magictour_top1465.csv"
+MAGICTOUR = Path(__file__).resolve().parents[2] / "data" / "sudoku" / "magictour_top1465.csv"
 
 
 @pytest.fixture(scope="module")

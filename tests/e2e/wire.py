@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = REPO_ROOT.parent / "shared" / "data"  # as in tests/conftest.py: the repository's sibling
+DATA_DIR = REPO_ROOT / "data"  # as in tests/conftest.py
 SUDOKU_DIR = DATA_DIR / "sudoku"
 COLORING_DIR = DATA_DIR / "coloring"
 
