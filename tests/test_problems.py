@@ -17,6 +17,7 @@ from fpgacsp.problems import (
     addition_domains,
     addition_program,
     addition_values,
+    addition_vars,
     check_coloring,
     check_latin_square,
     check_queens_solution,
@@ -466,3 +467,44 @@ def test_addition_counts_pairs_for_a_given_sum(solver: LocalSolver) -> None:
     assert res.solutions[0] == 14
     a, b, s = addition_values(singleton_values(res.domains[0]), 2, 4)
     assert a + b == s == 13
+
+
+def test_addition_with_carries_is_one_equation_per_column() -> None:
+    p = addition_program(3, 10, carries=True)
+    # variables: a0 a1 a2 | b0 b1 b2 | s0 s1 s2 s3 | c1 c2
+    assert (p.num_vars, p.domain_size) == (12, 10) == (addition_vars(3, carries=True), 10)
+    assert p.constraints == (
+        Linear((1, 1, -1, -10), (0, 3, 6, 10), LinearOp.EQ, 0),
+        Linear((1, 1, -1, 1, -10), (1, 4, 7, 10, 11), LinearOp.EQ, 0),
+        Linear((1, 1, -1, 1, -10), (2, 5, 8, 11, 9), LinearOp.EQ, 0),
+    )
+    assert addition_program(1, carries=True).constraints == (Linear((1, 1, -1, -10), (0, 1, 2, 3), LinearOp.EQ, 0),)
+    doms = addition_domains(47, None, None, 2, carries=True)
+    assert doms.shape == (1, 8) and singleton_values(doms[0]).tolist() == [7, 4, -1, -1, -1, -1, -1, -1]
+    assert addition_values([7, 4, 8, 5, 5, 0, 1, 1], 2, carries=True) == (47, 58, 105)
+    assert addition_program(15, carries=True).num_vars == 60  # past the single equation's 9-digit cap
+    with pytest.raises(ValueError, match=r"use carries=True"):
+        addition_program(10)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 15])
+def test_addition_with_carries_computes_every_sum_by_propagation(solver: LocalSolver, k: int) -> None:
+    rng = np.random.default_rng(k)
+    pairs = [(int(rng.integers(10**k)), int(rng.integers(10**k))) for _ in range(50)]
+    doms = np.concatenate([addition_domains(a, b, None, k, carries=True) for a, b in pairs])
+    res = solver.solve(addition_program(k, carries=True), doms, mode=Mode.PROPAGATE)
+    for row, (a, b) in enumerate(pairs):
+        assert res.status[row] == Status.SOLVED
+        assert addition_values(singleton_values(res.domains[row]), k, carries=True) == (a, b, a + b)
+
+
+def test_addition_with_carries_counts_the_same_pairs_as_the_single_equation(solver: LocalSolver) -> None:
+    """Both forms describe one relation: for every two-digit sum, the same number of (a, b), hence every carry is
+    0 or 1 without a domain of its own (a carry of 2 would add pairs)."""
+    sums = list(range(0, 199, 7))
+    single = np.concatenate([addition_domains(None, None, s, 2) for s in sums])
+    column = np.concatenate([addition_domains(None, None, s, 2, carries=True) for s in sums])
+    a = solver.solve(addition_program(2), single, max_solutions=1000)
+    b = solver.solve(addition_program(2, carries=True), column, max_solutions=1000)
+    want = [sum(1 for x in range(100) for y in range(100) if x + y == s) for s in sums]
+    assert list(a.solutions) == list(b.solutions) == want

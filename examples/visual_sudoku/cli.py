@@ -25,7 +25,7 @@ from .inference import JointSolver
 from .model import DigitCNN
 from .pipeline import BoardImages, TimedClient, make_estimator, make_layer
 from .report import final_summary, summary_table, write_outputs
-from .train import TrainConfig, train
+from .train import Loss, TrainConfig, train
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--clues", type=int, default=36, help="givens per generated board")
     ap.add_argument("--train-boards", type=int, default=1000)
     ap.add_argument("--test-boards", type=int, default=1000)
-    ap.add_argument("--epochs", type=int, default=None, help="default: 12 for regime a, 20 for regime b")
+    ap.add_argument("--epochs", type=int, default=None, help="default: 12 for regime a, 10 for regime b")
     ap.add_argument("--time-budget-s", type=float, default=None, help="stop training once this much is spent")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the summary, metrics and plots")
@@ -52,16 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--p",
         type=float,
         default=None,
-        help="training layer's MinProbability: candidates need softmax prob >= p (default: 1e-3 for a, 1e-9 for b: "
-        "the interpolation's second solve must keep the true digit of a misread given, or it comes back UNSAT)",
+        help="training layer's MinProbability: a given cell keeps the digits with softmax prob >= p, blanks keep all "
+        "(default: 1e-3 for regime a, 0.05 for b, where abduction's calibrated readings leave two candidates a "
+        "cell at 1e-3 and the forward's first solution is then often another valid grid)",
     )
     ap.add_argument(
         "--ste",
-        choices=["identity", "interpolation", "perturbed"],
+        choices=["identity", "abduction", "interpolation", "perturbed"],
         default=None,
-        help="default: identity for regime a, interpolation for regime b",
+        help="default: identity for regime a, abduction for regime b",
     )
-    ap.add_argument("--lam", type=float, default=10.0, help="interpolation: logit shift (normalized gradient)")
+    ap.add_argument(
+        "--loss",
+        choices=[k.value for k in Loss],
+        default=Loss.HAMMING.value,
+        help="regime b's loss on the blank cells: hamming (linear; what interpolation and perturbed need) or mse",
+    )
+    ap.add_argument(
+        "--lam", type=float, default=10.0, help="interpolation: logit shift (Interpolation(lam, normalize=True))"
+    )
     ap.add_argument("--sigma", type=float, default=1.0, help="perturbed: noise scale")
     ap.add_argument("--samples", type=int, default=8, help="perturbed: solves per backward")
     ap.add_argument("--solver-weight", type=float, default=1.0, help="regime a: weight of the solved-board term")
@@ -89,8 +98,8 @@ def load_boards_for(args: argparse.Namespace, client: Any) -> tuple[Boards, Boar
 def run(args: argparse.Namespace) -> int:
     threads = args.threads or max(1, (os.cpu_count() or 2) - 1)
     torch.set_num_threads(threads)
-    ste_name = args.ste or ("identity" if args.regime == "a" else "interpolation")
-    epochs = args.epochs or (12 if args.regime == "a" else 20)
+    ste_name = args.ste or ("identity" if args.regime == "a" else "abduction")
+    epochs = args.epochs or (12 if args.regime == "a" else 10)
     budget = math.inf if args.time_budget_s is None else args.time_budget_s
     settings: dict[str, Any] = {
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -117,10 +126,11 @@ def run(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         cnn = DigitCNN()
         ste = make_estimator(ste_name, args.lam, args.sigma, args.samples)
-        layer = make_layer(client, args.p or (1e-3 if args.regime == "a" else 1e-9), ste)
+        layer = make_layer(client, args.p or (1e-3 if args.regime == "a" else 0.05), ste)
         eval_layer = JointSolver(client)
         config = TrainConfig(
             regime=args.regime,
+            loss=Loss(args.loss),
             epochs=epochs,
             batch_size=args.batch_size,
             lr=args.lr or (2e-3 if args.regime == "a" else 1e-3),

@@ -7,9 +7,9 @@ Three steps, each one batched solve of the boards still open (all through the sa
 2. One misread: for every given cell and every other digit, the readings with that one cell changed; of the
    variants the solver proves to have exactly one solution, the likeliest change (by the CNN's probability)
    wins. This is the most likely correction when one given was misread, the common case at 99% reading.
-3. Widening candidates: the layer with :class:`~.pipeline.Readings` (``MinProbability(p)``) and priorities,
-   ``p`` falling step by step, re-solving only the boards still open: cells the CNN is unsure of keep several
-   digits and the search tries the likelier first, so two or more misreads are repaired too. Widening slowly
+3. Widening candidates: the layer with ``MinProbability(p)`` (a blank's all-zero logits keep every digit) and
+   priorities, ``p`` falling step by step, re-solving only the boards still open: cells the CNN is unsure of keep
+   several digits and the search tries the likelier first, so two or more misreads are repaired too. Widening slowly
    matters because the search returns the *first* solution along the priorities, not the likeliest: a wide
    step would let it change a confident reading as readily as the doubtful one.
 

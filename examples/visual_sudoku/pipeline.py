@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from fpgacsp import sudoku_program
-from fpgacsp.torch_layer import ConstraintLayer, Estimator, Interpolation, MinProbability, Perturbed
+from fpgacsp.torch_layer import Abduction, ConstraintLayer, Estimator, Interpolation, MinProbability, Perturbed
 from torch import Tensor, nn
 
 from .boards import CELLS, Boards
@@ -89,30 +89,18 @@ def board_logits(cnn: nn.Module, batch: BoardBatch, images: Tensor | None = None
 
 
 def make_estimator(name: str, lam: float, sigma: float, samples: int) -> Estimator | str:
-    """The layer's ``ste``: ``identity``, ``interpolation`` (Vlastelica et al., weight ``lam``) or ``perturbed``
+    """The layer's ``ste``: ``identity``, ``abduction`` (abductive learning: the givens' labels that the blanks'
+    targets imply), ``interpolation`` (Vlastelica et al., normalized, logit shift ``lam``) or ``perturbed``
     (Gaussian noise ``sigma``, ``samples`` solves averaged)."""
+    if name == "abduction":
+        return Abduction()
     if name == "interpolation":
-        return Interpolation(lam=lam)
+        return Interpolation(lam=lam, normalize=True)
     if name == "perturbed":
         return Perturbed(sigma=sigma, samples=samples)
     if name == "identity":
         return "identity"
-    raise ValueError(f"ste: expected 'identity', 'interpolation' or 'perturbed', got {name!r}")
-
-
-@dataclass(frozen=True)
-class Readings(MinProbability):
-    """:class:`MinProbability` that also keeps the full domain of a cell the network says nothing about.
-
-    A blank cell's logits are all equal (zeros); ``MinProbability(p)`` keeps its full domain only while
-    ``p <= 1/9`` and otherwise its tied argmax, value 0, which would fix every blank to digit 1. Widening from
-    ``p = 0.5`` (argmax readings only) needs the blanks full at every ``p``.
-    """
-
-    def mask(self, logits: Tensor) -> Tensor:
-        x = logits.detach()
-        uniform = (x.amax(dim=-1, keepdim=True) == x.amin(dim=-1, keepdim=True)).expand_as(x)
-        return super().mask(logits) | uniform
+    raise ValueError(f"ste: expected 'identity', 'abduction', 'interpolation' or 'perturbed', got {name!r}")
 
 
 class TimedClient:
@@ -143,7 +131,7 @@ def make_layer(
     return ConstraintLayer(
         sudoku_program(),
         mode="solve",
-        discretize=Readings(p),
+        discretize=MinProbability(p),
         ste=ste,
         client=client,
         priorities=True,

@@ -7,13 +7,16 @@ digit's logit is raised and the chosen one lowered.
 
 Regime ``b`` (symbol grounding): the loss sees only the solved values of the cells that were blank in the input,
 compared with the solution; no label of a given cell is ever used. The blanks' logits are constants, so the
-identity STE sends nothing to the CNN; :class:`fpgacsp.Interpolation` (a second solve with the logits moved
-against the loss, served by the same daemon) or :class:`fpgacsp.Perturbed` reach the given cells through the
-constraints.
+identity STE sends nothing to the CNN. :class:`fpgacsp.Abduction` (the default) solves the board again with the
+blanks fixed to their targets and the givens open, in the CNN's order, and trains the CNN toward the givens that
+the rules then imply; :class:`fpgacsp.Interpolation` and :class:`fpgacsp.Perturbed` reach the givens through
+solves at moved logits. The blanks' targets travel as ``layer(logits, target=...)``; the loss is
+:func:`fpgacsp.hamming_loss` (or the squared error, ``--loss mse``).
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import time
 from collections import Counter
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from fpgacsp import Status
-from fpgacsp.torch_layer import ConstraintLayer
+from fpgacsp.torch_layer import Abduction, ConstraintLayer, hamming_loss
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -34,9 +37,17 @@ from .model import augment
 from .pipeline import BoardBatch, BoardImages, TimedClient, board_logits
 
 
+class Loss(enum.Enum):
+    """Regime b's loss on the blank cells: the Hamming distance (linear in the values) or the squared error."""
+
+    HAMMING = "hamming"
+    MSE = "mse"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     regime: str = "a"
+    loss: Loss = Loss.HAMMING  # regime b only
     epochs: int = 30
     batch_size: int = 32
     lr: float = 2e-3
@@ -64,7 +75,14 @@ class EpochRecord:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def regime_loss(regime: str, logits: Tensor, values: Tensor, batch: BoardBatch, solver_weight: float) -> Tensor:
+def blank_target(batch: BoardBatch) -> Tensor:
+    """``int64[B, 81]``: the solution at the cells that were blank, -1 at the givens (regime b's observed cells)."""
+    return torch.where(batch.given, torch.full_like(batch.solution, -1), batch.solution)
+
+
+def regime_loss(
+    regime: str, logits: Tensor, values: Tensor, batch: BoardBatch, solver_weight: float, loss: Loss = Loss.HAMMING
+) -> Tensor:
     """The training loss of one batch (see the module docstring for the two regimes)."""
     target = nn.functional.one_hot(batch.solution, NUM_DIGITS).to(values.dtype)
     if regime == "a":
@@ -78,6 +96,8 @@ def regime_loss(regime: str, logits: Tensor, values: Tensor, batch: BoardBatch, 
         term = ((values - target) ** 2)[mask].sum() / batch.given.sum().clamp(min=1)
         return ce + solver_weight * term
     if regime == "b":
+        if loss is Loss.HAMMING:
+            return hamming_loss(values, blank_target(batch))
         blank = (~batch.given)[..., None].to(values.dtype)
         return (((values - target) ** 2) * blank).sum() / len(batch)
     raise ValueError(f"regime: expected 'a' or 'b', got {regime!r}")
@@ -113,19 +133,19 @@ def train(
     for epoch in range(1, config.epochs + 1):
         cnn.train()
         t0, solver0 = time.perf_counter(), timer.seconds
-        loss_sum, ok, status, steps, stopped = 0.0, 0, Counter[str](), 0, False
+        loss_sum, ok, status, steps, stopped, abduced = 0.0, 0, Counter[str](), 0, False, 0
         bar = tqdm(
             train_data.batches(config.batch_size, rng),
             total=steps_per_epoch,
             desc=f"epoch {epoch}/{config.epochs} ({config.regime})",
-            disable=not config.progress,
+            disable=None if config.progress else True,  # None: only on a terminal
             leave=False,
         )
         for batch in bar:
             images = augment(batch.images[batch.given], gen)
             logits = board_logits(cnn, batch, images)
-            out = layer(logits)
-            loss = regime_loss(config.regime, logits, out.values, batch, config.solver_weight)
+            out = layer(logits, target=blank_target(batch) if config.regime == "b" else None)
+            loss = regime_loss(config.regime, logits, out.values, batch, config.solver_weight, config.loss)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(cnn.parameters(), config.clip)
@@ -135,6 +155,8 @@ def train(
             loss_sum += float(loss.detach()) * len(batch)
             right = out.solved & (out.values.argmax(-1) == batch.solution).all(dim=1)
             ok += int(right.sum())
+            if isinstance(layer.ste, Abduction):
+                abduced += layer.ste.info.abduced
             status.update(Status(int(s)).name for s in out.status)
             steps += 1
             bar.set_postfix(
@@ -161,6 +183,8 @@ def train(
             steps,
         )
         rec.stopped = stopped
+        if isinstance(layer.ste, Abduction):
+            rec.extra["abduced"] = abduced / seen  # training boards whose abduction gave a gradient
         records.append(rec)
         log(_line(rec))
         if stopped:
@@ -203,5 +227,5 @@ def _line(r: EpochRecord) -> str:
         f"epoch {r.epoch:3d}  loss {r.loss:7.4f}  train {r.train_s:6.1f}s (solver {r.solver_s:5.1f}s)  "
         f"train boards {r.train_board_acc:6.1%}  |  test read {t.read_acc:6.2%}  cells {t.cell_acc:6.2%}  "
         f"boards {t.board_acc:6.1%}  two-stage {t.two_stage_acc:6.1%} (ceiling {t.ceiling:6.1%})  "
-        f"solve {t.solve_s:4.1f}s"
+        f"solve {t.solve_s:4.1f}s" + (f"  abduced {r.extra['abduced']:6.1%}" if "abduced" in r.extra else "")
     )

@@ -30,11 +30,10 @@ from fpgacsp.torch_layer import (
     TopK,
     make_estimator,
 )
-from sudoku4 import four_by_four_puzzles
+from sudoku4 import SymbolGrounding
 
 SUDOKU = sudoku_program(2)
 ONE_VAR = make_program(1, 3, [])  # no constraints: SOLVE returns the highest-priority value of the domain
-SYMBOL_OF_DIGIT = torch.tensor([2, 0, 3, 1])  # digit d is shown as symbol SYMBOL_OF_DIGIT[d]
 STEPS = 50
 
 
@@ -126,7 +125,8 @@ MASKS = [
     (0.9, [2.0, 1.0, 0.0, -3.0], [1, 0, 0, 0]),  # nothing reaches p: the argmax stays
     (1.0, [-3.0, 0.0, 1.0, 2.0], [0, 0, 0, 1]),  # p = 1 keeps the argmax only
     (0.25, [0.0, 0.0, 0.0, 0.0], [1, 1, 1, 1]),  # p = 1 / D: still the full domain
-    (0.26, [0.0, 0.0, 0.0, 0.0], [1, 0, 0, 0]),  # just above: the argmax, ties to the lowest value
+    (0.26, [0.0, 0.0, 0.0, 0.0], [1, 1, 1, 1]),  # just above: every value tied for the top stays, not value 0
+    (0.9, [1.0, 3.0, 3.0, 3.0], [0, 1, 1, 1]),  # a tie at the top: all of it, even with nothing reaching p
     (0.3, [0.0, 5.0, 5.0, 0.0], [0, 1, 1, 0]),
     (0.01, [0.0, 20.0, 0.0, 0.0], [0, 1, 0, 0]),
 ]
@@ -141,7 +141,7 @@ def test_min_probability_masks(p: float, row: list[float], want: list[int]) -> N
 @pytest.mark.parametrize("d", [2, 4, 9, 16, 64])
 def test_min_probability_zeros_give_the_full_domain(d: int) -> None:
     zeros = torch.zeros(3, 5, d)
-    for p in (0.01, 1 / d):
+    for p in (0.01, 1 / d, 0.5, 1.0):  # at every p: a blank is never fixed to value 0 by the tie-break
         assert bool(MinProbability(p).mask(zeros).all())
     full = (1 << d) - 1
     assert MinProbability().domains(zeros).tolist() == [[full] * 5] * 3
@@ -325,50 +325,7 @@ def test_estimators_through_the_daemon_equal_local(solver: LocalSolver) -> None:
             remote.close()
 
 
-# --- learning: symbol grounding on 4x4 Sudoku -----------------------------------------------------------
-
-
-class SymbolGrounding:
-    """Boards whose given digits are shown as symbols; a learnable table reads a symbol into digit logits.
-
-    The blank cells get zero logits (MinProbability keeps them full), the given cells ``table[symbol]``. The loss
-    compares the solved board with the solution on the BLANK cells only: no label of a given cell is ever seen,
-    so the table can only learn what the symbols mean through the constraints linking givens and blanks.
-    """
-
-    def __init__(self, solver: LocalSolver, ste: str | Estimator, boards: int = 24, seed: int = 0) -> None:
-        puzzles, solutions = four_by_four_puzzles(solver, boards, seed)
-        self.given = torch.as_tensor(puzzles >= 0)
-        self.symbols = SYMBOL_OF_DIGIT[torch.as_tensor(np.where(puzzles >= 0, puzzles, 0))]
-        self.target = torch.nn.functional.one_hot(torch.as_tensor(solutions), 4).double()
-        self.blank = (~self.given).double()[..., None]
-        self.table = torch.zeros(4, 4, dtype=torch.float64, requires_grad=True)
-        self.layer = ConstraintLayer(SUDOKU, "solve", MinProbability(0.05), ste, client=solver, priorities=True)
-
-    def loss(self) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.layer(self.table[self.symbols] * self.given[..., None])
-        loss = (((out.values - self.target) ** 2) * self.blank).sum() / self.given.shape[0]
-        return loss, out.values
-
-    def train(self, steps: int, lr: float) -> list[float]:
-        opt = torch.optim.Adam([self.table], lr=lr)
-        losses = []
-        for _ in range(steps):
-            loss, _ = self.loss()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        return losses
-
-    def reading_accuracy(self) -> float:
-        """Fraction of digits whose symbol the table reads as that digit."""
-        return (self.table.detach().argmax(-1)[SYMBOL_OF_DIGIT] == torch.arange(4)).double().mean().item()
-
-    def board_accuracy(self) -> float:
-        with torch.no_grad():
-            _, values = self.loss()
-        return (values == self.target).all(-1).all(-1).double().mean().item()
+# --- learning: symbol grounding on 4x4 Sudoku (sudoku4.SymbolGrounding) -----------------------------------
 
 
 def test_identity_gives_the_givens_no_gradient(solver: LocalSolver) -> None:

@@ -151,6 +151,59 @@ def test_inf_input(layer: ConstraintLayer, client: RecordingClient) -> None:
     )
 
 
+# --- the target (what the loss wants, for the estimators) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "exc", "message"),
+    [
+        (
+            np.zeros((2, 16), dtype=np.int64),
+            TypeError,
+            "target: expected a torch.Tensor of values (-1 where unobserved), got ndarray",
+        ),
+        (
+            torch.zeros(2, 16, 4),
+            TypeError,
+            "target: expected integer values 0..3 (-1 where unobserved), got dtype torch.float32; pass values, not "
+            "one-hot rows (one_hot.argmax(-1))",
+        ),
+        (
+            torch.zeros(2, 15, dtype=torch.int64),
+            ValueError,
+            "target: expected shape [B, N] = [2, 16] to match the logits, got [2, 15]",
+        ),
+        (
+            torch.tensor([[0] * 15 + [4]] * 2),
+            ValueError,
+            "target: values must be in [-1, 3] (-1 where unobserved), got 4 at [0, 15]",
+        ),
+        (
+            torch.tensor([[-1] * 16, [-2] + [0] * 15]),
+            ValueError,
+            "target: values must be in [-1, 3] (-1 where unobserved), got -2 at [1, 0]",
+        ),
+    ],
+    ids=["not-a-tensor", "one-hot-floats", "shape", "too-large", "too-small"],
+)
+def test_bad_target(layer: ConstraintLayer, client: RecordingClient, target: Any, exc: type, message: str) -> None:
+    with pytest.raises(exc) as info:
+        layer(torch.zeros(2, 16, 4), target=target)
+    assert str(info.value) == message
+    assert client.calls == []
+
+
+def test_double_backward_says_it_is_not_supported(layer: ConstraintLayer) -> None:
+    """A gradient penalty (create_graph=True) would otherwise get a first-order gradient that silently does not
+    require grad; the layer says plainly that it has no second derivative to give."""
+    x = torch.zeros(1, 16, 4, requires_grad=True)
+    out = layer(x)
+    with pytest.raises(RuntimeError, match=r"^ConstraintLayer: double backward is not supported"):
+        torch.autograd.grad(out.values.sum(), x, create_graph=True)
+    (first,) = torch.autograd.grad(layer(x).values.sum(), x)  # the ordinary backward still works
+    assert first.shape == x.shape
+
+
 # --- the configuration ----------------------------------------------------------------------------------
 
 
@@ -169,8 +222,8 @@ def test_inf_input(layer: ConstraintLayer, client: RecordingClient) -> None:
         (
             {"ste": "softmax"},
             ValueError,
-            "ste: expected one of 'identity', 'relaxation', 'interpolation', 'perturbed' or an Estimator instance, "
-            "got 'softmax'",
+            "ste: expected one of 'identity', 'relaxation', 'interpolation', 'perturbed', 'abduction' "
+            "or an Estimator instance, got 'softmax'",
         ),
         ({"node_limit": 0}, ValueError, "node_limit: expected None or a positive integer, got 0"),
         ({"node_limit": 2.5}, ValueError, "node_limit: expected None or a positive integer, got 2.5"),
@@ -212,7 +265,7 @@ def test_unknown_discretize() -> None:
 def test_unknown_ste() -> None:
     with pytest.raises(
         ValueError,
-        match=r"^ste: expected one of 'identity', 'relaxation', 'interpolation', 'perturbed' or an Estimator",
+        match=r"^ste: expected one of 'identity', 'relaxation', 'interpolation', 'perturbed', 'abduction' or an Est",
     ):
         ConstraintLayer(PROGRAM, "solve", "threshold", "vlastelica")
 

@@ -16,6 +16,7 @@ import torch
 from fpgacsp import LocalSolver, Status, sudoku_program
 from fpgacsp.torch_layer import (
     ESTIMATORS,
+    Abduction,
     BackwardContext,
     ConfidentArgmax,
     ConstraintLayer,
@@ -181,6 +182,7 @@ def test_estimator_registry() -> None:
         "relaxation": RelaxationSTE,
         "interpolation": Interpolation,
         "perturbed": Perturbed,
+        "abduction": Abduction,
     }
     assert make_estimator("identity") == IdentitySTE() != RelaxationSTE()
 

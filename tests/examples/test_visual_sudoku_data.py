@@ -8,8 +8,10 @@ from pathlib import Path
 import fpgacsp
 import numpy as np
 import pytest
+from fpgacsp.problems import count_solutions
+from fpgacsp.problems import random_sudoku_solution as random_solution
 
-from examples.visual_sudoku.boards import count_solutions, generate_boards, load_boards, random_solution
+from examples.visual_sudoku.boards import generate_boards, load_boards
 from examples.visual_sudoku.digits import load_split
 
 

@@ -53,6 +53,7 @@ from .problems import (
     PuzzleFileError,
     PuzzleRecord,
     QcpInstance,
+    SudokuBoards,
     addition_domains,
     addition_program,
     addition_values,
@@ -62,6 +63,7 @@ from .problems import (
     check_sudoku_solution,
     coloring_program,
     format_sudoku,
+    generate_sudoku,
     killer_program,
     load_dimacs,
     load_puzzle_file,
@@ -111,6 +113,7 @@ __all__ = [
     "SolveResult",
     "Stats",
     "Status",
+    "SudokuBoards",
     "Table2",
     "Timing",
     "UnavailableError",
@@ -126,6 +129,7 @@ __all__ = [
     "connect",
     "connect_async",
     "format_sudoku",
+    "generate_sudoku",
     "killer_program",
     "load_dimacs",
     "load_puzzle_file",
@@ -142,32 +146,42 @@ __all__ = [
 # The PyTorch layer (fpgacsp.torch_layer), imported on first use so that ``import fpgacsp`` and the CLI never pay
 # for importing torch.
 _TORCH_LAYER_NAMES = (
+    "Abduction",
     "ConfidentArgmax",
     "ConstraintLayer",
+    "IdentitySTE",
     "Interpolation",
     "MinProbability",
     "Perturbed",
+    "RelaxationSTE",
     "SolverOutput",
     "Threshold",
     "TopK",
     "discretize_confident_argmax",
     "discretize_threshold",
     "discretize_top_k",
+    "domains_to_values",
+    "hamming_loss",
 )
 __all__ += _TORCH_LAYER_NAMES
 
 if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ below imports them
+    from .torch_layer import Abduction as Abduction
     from .torch_layer import ConfidentArgmax as ConfidentArgmax
     from .torch_layer import ConstraintLayer as ConstraintLayer
+    from .torch_layer import IdentitySTE as IdentitySTE
     from .torch_layer import Interpolation as Interpolation
     from .torch_layer import MinProbability as MinProbability
     from .torch_layer import Perturbed as Perturbed
+    from .torch_layer import RelaxationSTE as RelaxationSTE
     from .torch_layer import SolverOutput as SolverOutput
     from .torch_layer import Threshold as Threshold
     from .torch_layer import TopK as TopK
     from .torch_layer import discretize_confident_argmax as discretize_confident_argmax
     from .torch_layer import discretize_threshold as discretize_threshold
     from .torch_layer import discretize_top_k as discretize_top_k
+    from .torch_layer import domains_to_values as domains_to_values
+    from .torch_layer import hamming_loss as hamming_loss
 
 
 def __getattr__(name: str) -> Any:

@@ -5,8 +5,9 @@ turns instances into ``uint64[B, N]`` domains, reads the family's file format an
 tests, benchmarks and examples share one definition of every problem.
 """
 
-from .addition import addition_domains, addition_program, addition_values
+from .addition import addition_domains, addition_program, addition_values, addition_vars
 from .coloring import Graph, check_coloring, coloring_program, load_dimacs
+from .generate import SudokuBoards, count_solutions, generate_sudoku, random_sudoku_solution
 from .killer import Cage, killer_program
 from .qcp import QcpInstance, check_latin_square, load_qcp, qcp_domains, qcp_program
 from .queens import check_queens_solution, queens_program
@@ -28,15 +29,19 @@ __all__ = [
     "PuzzleFileError",
     "PuzzleRecord",
     "QcpInstance",
+    "SudokuBoards",
     "addition_domains",
     "addition_program",
     "addition_values",
+    "addition_vars",
     "check_coloring",
     "check_latin_square",
     "check_queens_solution",
     "check_sudoku_solution",
     "coloring_program",
+    "count_solutions",
     "format_sudoku",
+    "generate_sudoku",
     "killer_program",
     "load_dimacs",
     "load_puzzle_file",
@@ -45,6 +50,7 @@ __all__ = [
     "qcp_domains",
     "qcp_program",
     "queens_program",
+    "random_sudoku_solution",
     "sudoku_domains",
     "sudoku_program",
     "sudoku_units",

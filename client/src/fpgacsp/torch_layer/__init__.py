@@ -13,6 +13,7 @@ from ._discretize import (
     Threshold,
     TopK,
     check_logits,
+    check_target,
     discretize_confident_argmax,
     discretize_threshold,
     discretize_top_k,
@@ -22,6 +23,8 @@ from ._discretize import (
 )
 from ._estimators import (
     ESTIMATORS,
+    Abduction,
+    AbductionInfo,
     BackwardContext,
     Estimator,
     IdentitySTE,
@@ -32,9 +35,12 @@ from ._estimators import (
 )
 from ._function import SolveFunction, SolverClient, SolveSpec
 from ._layer import ConstraintLayer, SolverOutput
+from ._losses import hamming_loss
 
 __all__ = [
     "ESTIMATORS",
+    "Abduction",
+    "AbductionInfo",
     "BackwardContext",
     "ConfidentArgmax",
     "ConstraintLayer",
@@ -52,10 +58,12 @@ __all__ = [
     "Threshold",
     "TopK",
     "check_logits",
+    "check_target",
     "discretize_confident_argmax",
     "discretize_threshold",
     "discretize_top_k",
     "domains_to_values",
+    "hamming_loss",
     "make_estimator",
     "mask_to_domains",
     "value_priorities",

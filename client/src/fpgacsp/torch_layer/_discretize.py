@@ -26,6 +26,7 @@ __all__ = [
     "Threshold",
     "TopK",
     "check_logits",
+    "check_target",
     "discretize_confident_argmax",
     "discretize_threshold",
     "discretize_top_k",
@@ -138,14 +139,15 @@ class ConfidentArgmax(Discretizer):
 
 @dataclass(frozen=True)
 class MinProbability(Discretizer):
-    """Keep every value whose softmax probability is ``>= p``; the argmax is always kept.
+    """Keep every value whose softmax probability is ``>= p``, and always the likeliest value (all of them on a tie).
 
     A candidate set per variable, as wide as the network's doubt: a sure variable keeps one value, an unsure one
     keeps every reading it finds plausible, and the search (best with ``priorities=True``, which tries the likelier
-    candidates first) picks among them under the constraints, so the solver can overrule a misread. Uniform logits
-    (all zeros, every value at ``1 / D``) keep the full domain whenever ``p <= 1 / D``: feed zeros for a variable
-    the network says nothing about. The argmax is kept even when ``p`` exceeds its probability (``p > 1 / D`` can
-    leave no value above it), for the reason :class:`Threshold` keeps one: an empty domain is a conflict, not doubt.
+    candidates first) picks among them under the constraints, so the solver can overrule a misread. The likeliest
+    value is kept even when ``p`` exceeds its probability, for the reason :class:`Threshold` keeps one: an empty
+    domain is a conflict, not doubt. Values tied for the largest logit are all kept, since nothing prefers one of
+    them: uniform logits (all zeros, a variable the network says nothing about, such as a blank cell) keep the full
+    domain at every ``p``, where keeping only the lowest tied value would silently fix that variable to value 0.
     """
 
     p: float = 0.01
@@ -156,7 +158,7 @@ class MinProbability(Discretizer):
 
     def mask(self, logits: Tensor) -> Tensor:
         x = _as_float(logits)
-        return (torch.softmax(x, dim=-1) >= self.p) | _argmax_mask(x)
+        return (torch.softmax(x, dim=-1) >= self.p) | (x == x.amax(dim=-1, keepdim=True))
 
     def relax(self, logits: Tensor) -> Tensor:
         return torch.softmax(logits, dim=-1)
@@ -241,6 +243,30 @@ def check_logits(logits: object, num_vars: int | None = None, domain_size: int |
             f"= {float(logits.detach()[tuple(first)])}"
         )
     return logits
+
+
+def check_target(target: object, shape: tuple[int, ...] | list[int]) -> Tensor:
+    """Check ``target``: an integer ``[B, N]`` tensor of wanted values ``0..D-1``, ``-1`` where nothing is wanted.
+
+    ``shape`` is the logits' ``[B, N, D]``. Raised before anything is solved, with messages that name ``target``.
+    """
+    b, n, d = (int(x) for x in shape)
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target: expected a torch.Tensor of values (-1 where unobserved), got {type(target).__name__}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(
+            f"target: expected integer values 0..{d - 1} (-1 where unobserved), got dtype {target.dtype}; "
+            "pass values, not one-hot rows (one_hot.argmax(-1))"
+        )
+    if list(target.shape) != [b, n]:
+        raise ValueError(f"target: expected shape [B, N] = [{b}, {n}] to match the logits, got {list(target.shape)}")
+    bad = (target < -1) | (target >= d)
+    if bool(bad.any()):
+        first = [int(i) for i in bad.nonzero()[0]]
+        raise ValueError(
+            f"target: values must be in [-1, {d - 1}] (-1 where unobserved), got {int(target[tuple(first)])} at {first}"
+        )
+    return target
 
 
 def _as_float(logits: Tensor) -> Tensor:

@@ -5,9 +5,11 @@ estimator supplies a useful surrogate instead. Each one is a small object with o
 gets everything the forward pass knew (:class:`BackwardContext`) and the incoming gradient. That seam is the
 point: estimators that solve again in the backward pass (Vlastelica et al.'s interpolation, which re-solves with
 the logits moved along the incoming gradient, or perturbation-based ones averaging solves under noise) need
-``BackwardContext.resolve``. :class:`IdentitySTE` and :class:`RelaxationSTE` never call it;
-:class:`Interpolation` and :class:`Perturbed` solve once more per backward (one batched call), through the same
-client as the forward pass, so the daemon that served the forward serves the backward too.
+``BackwardContext.resolve``; abductive learning solves again with what the loss wants fixed and needs to know
+which variables the loss observes (``BackwardContext.target``, from ``layer(logits, target=...)``).
+:class:`IdentitySTE` and :class:`RelaxationSTE` never solve; :class:`Interpolation`, :class:`Perturbed` and
+:class:`Abduction` solve once more per backward (one batched call), through the same client as the forward pass,
+so the daemon that served the forward serves the backward too.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
+from fpgacsp_proto.isa import Mode, Status
 from torch import Tensor
 
-from ._discretize import Discretizer
+from ._discretize import Discretizer, mask_to_domains, value_priorities
 
 __all__ = [
     "ESTIMATORS",
+    "Abduction",
+    "AbductionInfo",
     "BackwardContext",
     "Estimator",
     "IdentitySTE",
@@ -36,19 +41,45 @@ __all__ = [
 ]
 
 
+DomainSolve = Callable[..., tuple[Tensor, Tensor, Tensor]]
+"""``solve(domains uint64[B, N], priorities uint8[B, N, D] | None, like, mode=None) -> (values, status, nodes)``."""
+
+
 @dataclass(frozen=True)
 class BackwardContext:
     """What the forward pass hands to an estimator.
 
     ``logits`` and ``values`` are detached (``[B, N, D]``, the caller's dtype and device). ``resolve`` maps new
     logits of the same shape to new 0/1 values through the same discretizer, solver, program and options as the
-    forward pass: one more solve per call, for estimators that need it.
+    forward pass: one more solve per call, for estimators that need it. ``solve`` is the lower-level seam beneath
+    it: explicit domains and priorities, the same program, client and options, and the statuses back too.
+
+    ``target`` is the explicit channel for what the loss wants: ``int64[B, N]``, the wanted value of every
+    variable the loss observes and ``-1`` elsewhere, as passed to ``layer(logits, target=...)`` (None when the
+    caller passed none). :meth:`wanted` falls back on the incoming gradient when it is None.
     """
 
     logits: Tensor
     values: Tensor
     discretizer: Discretizer
     resolve: Callable[[Tensor], Tensor]
+    target: Tensor | None = None
+    solve: DomainSolve | None = None
+
+    def wanted(self, grad_values: Tensor) -> Tensor:
+        """``int64[B, N]``: the value the loss wants of each variable, ``-1`` where it observes none.
+
+        The explicit ``target`` when the layer got one. Otherwise read off the gradient: a variable is observed
+        where its gradient row is not all zero, and the wanted value is the one whose rise lowers the loss most
+        (the row's argmin). That is exact for :func:`hamming_loss` (its gradient ``1 - 2t`` is nonzero on every
+        observed variable) but not for a squared error, whose gradient vanishes on a variable that is already
+        right: such a variable then counts as unobserved. Pass ``target`` to be exact with any loss.
+        """
+        if self.target is not None:
+            return self.target.to(device=self.logits.device, dtype=torch.int64)
+        g = grad_values.detach()
+        observed = (g != 0).any(dim=-1)
+        return torch.where(observed, g.argmin(dim=-1), torch.full_like(observed, -1, dtype=torch.int64))
 
 
 class Estimator(ABC):
@@ -202,6 +233,108 @@ class Perturbed(Estimator):
         return self._generator
 
 
+@dataclass
+class AbductionInfo:
+    """What the last backward of an :class:`Abduction` found, per batch: boards whose abduction succeeded, boards
+    that observed nothing (no gradient), boards whose abduction failed (UNSAT or LIMIT: no gradient), and how many
+    of the failed ones a widened second try rescued."""
+
+    boards: int = 0
+    abduced: int = 0
+    unobserved: int = 0
+    failed: int = 0
+    widened: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Fraction of the batch's boards that got a gradient."""
+        return self.abduced / self.boards if self.boards else 0.0
+
+
+@dataclass(frozen=True)
+class Abduction(Estimator):
+    """Abductive learning (Dai et al., NeurIPS 2019) as a straight-through-style estimator: one more solve per backward.
+
+    The backward solves every instance again, with each variable the loss observes fixed to the value the loss
+    wants and every other variable left open (by default its full domain), searching in the network's own order
+    (each variable's values ranked by its logits, as ``priorities=True`` does). The first solution of that search
+    is the *abduced labelling* ``y'``: the assignment that agrees with everything the loss knows, satisfies the
+    constraints, and departs from the network's belief as late as the search order allows. The gradient is that
+    of the cross-entropy of the discretizer's relaxation toward ``y'``, summed over variables and averaged over
+    the batch: ``grad_w = (relax(w) - y') / B`` (softmax for :class:`MinProbability`, :class:`TopK` and
+    :class:`ConfidentArgmax`; the sigmoid's binary cross-entropy for :class:`Threshold`).
+
+    That is what lets a network learn from the solver alone: the loss names only the variables it observes (the
+    blank cells of a Sudoku, the sum of an addition), and the constraints turn them into labels for the variables
+    it does not observe (the given digits, the addends), the ones the network reads. No gradient reaches an
+    instance whose abduction fails (UNSAT: what the loss wants contradicts the constraints, or LIMIT before a
+    solution) or that observes nothing.
+
+    What the loss wants comes from ``layer(logits, target=...)`` (``int64[B, N]``, -1 where unobserved); without a
+    target it is read off the incoming gradient (:meth:`BackwardContext.wanted`: exact with
+    :func:`hamming_loss`). The loss's own gradient is otherwise unused: any loss that names the wanted values
+    works, and its value is for monitoring.
+
+    Options:
+
+    - ``open``: the domains of the unobserved variables in the second solve. None (the default): full domains,
+      so abduction can overrule any reading and always finds a labelling when one exists; from a random start,
+      narrower candidate sets (top-k, a probability floor) rarely contain the truth, and came back infeasible.
+      A :class:`Discretizer` (e.g. ``MinProbability(1e-3)``): its candidate sets, a cheaper and more
+      conservative search once the network reads well.
+    - ``widen``: with ``open`` set, instances whose abduction fails are solved once more with full domains (in
+      the same backward, one more batched call for those instances only). Ignored when ``open`` is None.
+
+    Cost: one batched solve of ``B`` instances per backward, through the same client (the same daemon) as the
+    forward pass, in ``SOLVE`` mode with the layer's node limit whatever the layer's own mode. After each backward
+    ``info`` says how many instances got a gradient (:class:`AbductionInfo`).
+    """
+
+    open: Discretizer | None = None
+    widen: bool = True
+    info: AbductionInfo = field(default_factory=AbductionInfo, init=False, repr=False, compare=False)
+    name: ClassVar[str] = "abduction"
+
+    def __post_init__(self) -> None:
+        if self.open is not None and not isinstance(self.open, Discretizer):
+            raise TypeError(f"Abduction: open must be None (full domains) or a Discretizer, got {self.open!r}")
+        if not isinstance(self.widen, bool):
+            raise TypeError(f"Abduction: widen must be True or False, got {self.widen!r}")
+
+    def backward(self, ctx: BackwardContext, grad_values: Tensor) -> Tensor:
+        if ctx.solve is None:
+            raise RuntimeError("Abduction needs BackwardContext.solve (the layer's explicit-domain solve)")
+        w = _wide(ctx.logits)
+        b, d = w.shape[0], w.shape[-1]
+        wanted = ctx.wanted(grad_values)  # [B, N], -1 where unobserved
+        observed = wanted >= 0
+        sees = observed.any(dim=-1)  # [B]: the loss looks at this instance
+        fixed = torch.nn.functional.one_hot(wanted.clamp(min=0), d).to(torch.bool)
+        prios = value_priorities(w)
+
+        solve = ctx.solve
+
+        def abduce(rows: Tensor, open_mask: Tensor) -> tuple[Tensor, Tensor]:
+            domains = torch.where(observed[rows, :, None], fixed[rows], open_mask)
+            y, status, _ = solve(mask_to_domains(domains), prios[rows.cpu().numpy()], w, Mode.SOLVE)
+            return y, status == int(Status.SOLVED)
+
+        everyone = torch.arange(b, device=w.device)
+        y, ok = abduce(everyone, torch.ones_like(fixed) if self.open is None else self.open.mask(w))
+        retry = torch.nonzero(~ok & sees).flatten()
+        widened = 0
+        if self.open is not None and self.widen and len(retry) > 0:
+            y_retry, ok_retry = abduce(retry, torch.ones_like(fixed[retry]))
+            y, ok = y.index_put((retry,), y_retry), ok.index_put((retry,), ok_retry)
+            widened = int(ok_retry.sum())
+        use = ok & sees  # [B]: instances that get a gradient
+        report = AbductionInfo(b, int(use.sum()), int((~sees).sum()), int((~ok & sees).sum()), widened)
+        object.__setattr__(self, "info", report)  # a frozen dataclass: the report is not part of its identity
+        with torch.no_grad():
+            grad = (ctx.discretizer.relax(w) - y.to(w.dtype)) * (use[:, None, None].to(w.dtype) / b)
+        return grad.to(ctx.logits.dtype)
+
+
 def _wide(logits: Tensor) -> Tensor:
     """Logits in float32 at least: a perturbation in float16 could overflow to inf (or round away)."""
     x = logits.detach()
@@ -224,7 +357,7 @@ def _is_positive(value: object) -> bool:
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {
-    cls.name: cls for cls in (IdentitySTE, RelaxationSTE, Interpolation, Perturbed)
+    cls.name: cls for cls in (IdentitySTE, RelaxationSTE, Interpolation, Perturbed, Abduction)
 }
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from fpgacsp_proto.isa import Mode, Program
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
 from ._discretize import Discretizer, check_logits, domains_to_values, value_priorities
 from ._estimators import BackwardContext, Estimator
@@ -56,18 +56,27 @@ class SolveSpec:
 
     def run(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Solve ``logits [B, N, D]`` (already checked) to ``(values, status, nodes)`` on the logits' device."""
-        domains = self.discretizer.domains(logits)
         prios = value_priorities(logits) if self.priorities else None
+        return self.solve_domains(self.discretizer.domains(logits), prios, like=logits)
+
+    def solve_domains(
+        self, domains: np.ndarray, priorities: np.ndarray | None, like: Tensor, mode: Mode | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Solve explicit ``domains uint64[B, N]`` (and priorities) with this spec's program, client and options.
+
+        ``(values, status, nodes)`` come back on ``like``'s device, values in its dtype. ``mode`` overrides the
+        spec's (an estimator that needs a full labelling searches even under a propagating layer).
+        """
         # optional keywords only when set, so a bare LocalSolver (no ``timeout``) works as a client too
-        options: dict[str, Any] = {"mode": self.mode}
+        options: dict[str, Any] = {"mode": self.mode if mode is None else mode}
         if self.node_limit is not None:
             options["node_limit"] = self.node_limit
         if self.timeout is not None:
             options["timeout"] = self.timeout
-        result = self.client.solve(self.program, domains, prios, **options)
-        values = domains_to_values(result.domains, self.program.domain_size, like=logits)
-        status = torch.as_tensor(np.asarray(result.status, dtype=np.int64), device=logits.device)
-        nodes = torch.as_tensor(np.asarray(result.nodes, dtype=np.int64), device=logits.device)
+        result = self.client.solve(self.program, domains, priorities, **options)
+        values = domains_to_values(result.domains, self.program.domain_size, like=like)
+        status = torch.as_tensor(np.asarray(result.status, dtype=np.int64), device=like.device)
+        nodes = torch.as_tensor(np.asarray(result.nodes, dtype=np.int64), device=like.device)
         return values, status, nodes
 
     def resolve(self, logits: Tensor) -> Tensor:
@@ -80,25 +89,46 @@ class SolveSpec:
 
 
 class SolveFunction(torch.autograd.Function):
-    """``(logits, spec) -> (values, status, nodes)``; ``status`` and ``nodes`` are not differentiable."""
+    """``(logits, spec, target) -> (values, status, nodes)``; ``status`` and ``nodes`` are not differentiable.
+
+    ``target`` (``int64[B, N]``, -1 where the loss does not look, or None) is what the loss wants of each
+    variable; it is only carried to the estimator, never differentiated.
+    """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, logits: Tensor, spec: SolveSpec) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        ctx: FunctionCtx, logits: Tensor, spec: SolveSpec, target: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         values, status, nodes = spec.run(logits)
         ctx.spec = spec  # type: ignore[attr-defined]
+        ctx.target = target  # type: ignore[attr-defined]
         ctx.save_for_backward(logits, values)
         ctx.mark_non_differentiable(status, nodes)
         return values, status, nodes
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_values: Tensor, *_grad_int: Any) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad_values: Tensor, *_grad_int: Any) -> tuple[Tensor, None, None]:
+        if torch.is_grad_enabled():
+            # create_graph=True (a gradient penalty, torch.func's higher-order transforms): the estimators are
+            # first-order surrogates of a piecewise-constant function, there is no second derivative to give,
+            # and returning a gradient that silently does not require grad would hide that.
+            raise RuntimeError(
+                "ConstraintLayer: double backward is not supported (create_graph=True or a higher-order gradient "
+                "through the solver layer): its gradient estimators are first-order only"
+            )
         logits, values = ctx.saved_tensors
         spec: SolveSpec = ctx.spec
-        bctx = BackwardContext(logits.detach(), values.detach(), spec.discretizer, spec.resolve)
+        bctx = BackwardContext(
+            logits.detach(),
+            values.detach(),
+            spec.discretizer,
+            spec.resolve,
+            target=ctx.target,
+            solve=spec.solve_domains,
+        )
         grad = spec.estimator.backward(bctx, grad_values)
         if grad.shape != logits.shape:
             raise RuntimeError(
                 f"{spec.estimator!r} returned a gradient of shape {list(grad.shape)} for logits {list(logits.shape)}"
             )
-        return grad.to(dtype=logits.dtype), None
+        return grad.to(dtype=logits.dtype), None, None

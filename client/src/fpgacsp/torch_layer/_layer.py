@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from fpgacsp_proto.isa import Mode, Program, Status
 from torch import Tensor, nn
 
-from ._discretize import ConfidentArgmax, Discretizer, Threshold, check_logits
+from ._discretize import ConfidentArgmax, Discretizer, Threshold, check_logits, check_target
 from ._estimators import Estimator, make_estimator
 from ._function import SolveFunction, SolverClient, SolveSpec
 
@@ -54,8 +54,14 @@ class ConstraintLayer(nn.Module):
         program: the constraint program (``N`` variables over ``D`` values) every instance shares.
         mode: ``"solve"`` (search for a solution) or ``"propagate"`` (prune to the fixpoint only).
         discretize: ``"confident_argmax"`` (default, p = 0.9), ``"threshold"`` (p = 0.5), or a
-            :class:`Discretizer` such as ``TopK(k)``, ``Threshold(p)``, ``ConfidentArgmax(p)``.
-        ste: the gradient estimator: ``"identity"``, ``"relaxation"`` or an :class:`Estimator` instance.
+            :class:`Discretizer` such as ``TopK(k)``, ``Threshold(p)``, ``ConfidentArgmax(p)``,
+            ``MinProbability(p)``.
+        ste: the gradient estimator, by name (built with its defaults) or as an :class:`Estimator` instance:
+            ``"identity"`` (:class:`IdentitySTE`), ``"relaxation"`` (:class:`RelaxationSTE`),
+            ``"interpolation"`` (:class:`Interpolation`, Vlastelica et al.), ``"perturbed"``
+            (:class:`Perturbed`, Berthet et al.) or ``"abduction"`` (:class:`Abduction`, abductive learning: the
+            one that learns from the solver alone; pass ``target`` to the forward). See docs/layer.md for which
+            estimator goes with which loss.
         target: where to solve, for :func:`fpgacsp.connect` (``"host:port"``, ``"unix:///path"``, ``"local"``);
             the default when no ``client`` is given is ``"local"``. Each process connects on first use.
         client: an already connected client (anything with the client's ``solve``) instead of a target; it is
@@ -94,9 +100,16 @@ class ConstraintLayer(nn.Module):
         self._connected: SolverClient | None = None  # our own connection to ``target``, for ``_pid`` only
         self._pid = 0
 
-    def forward(self, logits: Tensor) -> SolverOutput:
-        """Discretize, solve and return :class:`SolverOutput`; the logits are checked before anything is sent."""
+    def forward(self, logits: Tensor, target: Tensor | None = None) -> SolverOutput:
+        """Discretize, solve and return :class:`SolverOutput`; the inputs are checked before anything is sent.
+
+        ``target`` (optional, ``int64[B, N]``): the value the loss wants of each variable it observes, ``-1``
+        elsewhere. The forward ignores it; it reaches the estimator (:class:`Abduction` fixes those values in its
+        second solve) and is the same tensor :func:`hamming_loss` takes.
+        """
         check_logits(logits, self.program.num_vars, self.program.domain_size)
+        if target is not None:
+            target = check_target(target, logits.shape).detach()
         spec = SolveSpec(
             program=self.program,
             mode=self.mode,
@@ -107,7 +120,7 @@ class ConstraintLayer(nn.Module):
             node_limit=self.node_limit,
             timeout=self.timeout,
         )
-        values, status, nodes = SolveFunction.apply(logits, spec)
+        values, status, nodes = SolveFunction.apply(logits, spec, target)
         return SolverOutput(values, status, nodes)
 
     @property
