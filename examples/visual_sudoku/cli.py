@@ -17,6 +17,7 @@ from typing import Any
 
 import fpgacsp
 import torch
+from fpgacsp import Widening
 
 from .boards import Boards, generate_boards, load_boards
 from .digits import load_split
@@ -71,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--lam", type=float, default=10.0, help="interpolation: logit shift (Interpolation(lam, normalize=True))"
     )
+    ap.add_argument(
+        "--widening",
+        choices=[w.value for w in Widening],
+        default=Widening.NONE.value,
+        help="abduction: none (one solve, the first labelling in the CNN's order) or rank (top-1, top-2, ...)",
+    )
+    ap.add_argument("--sample", action="store_true", help="abduction: a Gumbel-sampled search order (seeded)")
     ap.add_argument("--sigma", type=float, default=1.0, help="perturbed: noise scale")
     ap.add_argument("--samples", type=int, default=8, help="perturbed: solves per backward")
     ap.add_argument("--solver-weight", type=float, default=1.0, help="regime a: weight of the solved-board term")
@@ -125,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
         test_data = BoardImages(test_boards, split.test, seed=args.seed + 1)
         torch.manual_seed(args.seed)
         cnn = DigitCNN()
-        ste = make_estimator(ste_name, args.lam, args.sigma, args.samples)
+        ste = make_estimator(
+            ste_name, args.lam, args.sigma, args.samples, Widening(args.widening), args.sample, seed=args.seed
+        )
         layer = make_layer(client, args.p or (1e-3 if args.regime == "a" else 0.05), ste)
         eval_layer = JointSolver(client)
         config = TrainConfig(

@@ -28,8 +28,8 @@ class DigitPool:
     ids: np.ndarray
 
     def by_value(self) -> list[np.ndarray]:
-        """Indices into this pool for each value 0..8, to draw an image of a given digit."""
-        return [np.flatnonzero(self.values == v) for v in range(NUM_DIGITS)]
+        """Indices into this pool for each of its values (0..8 for Sudoku), to draw an image of a given digit."""
+        return [np.flatnonzero(self.values == v) for v in range(int(self.values.max()) + 1)]
 
     def tensor(self) -> torch.Tensor:
         """The images as a ``float32[M, 1, 8, 8]`` tensor (the CNN's input layout)."""
@@ -42,18 +42,21 @@ class DigitSplit:
     test: DigitPool
 
 
-def load_split(test_fraction: float = 0.5, seed: int = 0) -> DigitSplit:
-    """Digits 1..9 split by image into train and test, stratified by digit, reproducible from ``seed``.
+def load_split(test_fraction: float = 0.5, seed: int = 0, first_digit: int = 1) -> DigitSplit:
+    """Digits ``first_digit..9`` split by image into train and test, stratified by digit, reproducible from ``seed``.
 
     Half the images go to test by default: about 90 per digit each side, so every test board is drawn from
-    plenty of unseen handwriting while the CNN still has enough to learn from.
+    plenty of unseen handwriting while the CNN still has enough to learn from. Values are ``digit - first_digit``
+    (Sudoku: 1..9 as 0..8; digit addition, ``first_digit=0``: the digits themselves).
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction: must be in (0, 1), got {test_fraction}")
+    if first_digit not in (0, 1):
+        raise ValueError(f"first_digit: must be 0 or 1, got {first_digit}")
     data = load_digits()
-    keep = np.flatnonzero(data.target != 0)
+    keep = np.flatnonzero(data.target >= first_digit)
     images = (data.images[keep] / 16.0).astype(np.float32)
-    values = (data.target[keep] - 1).astype(np.int64)
+    values = (data.target[keep] - first_digit).astype(np.int64)
     tr, te = train_test_split(
         np.arange(len(keep)), test_size=test_fraction, stratify=values, random_state=seed, shuffle=True
     )

@@ -1,4 +1,5 @@
-"""The digit reader: a small CNN from one 8x8 image to 9 logits (digits 1..9, the solver's values 0..8)."""
+"""The digit reader: a small CNN from one 8x8 image to 9 logits (digits 1..9, the solver's values 0..8), or to
+``classes`` logits (digit addition reads 0..9 with the same network)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ class DigitCNN(nn.Module):
     before the classifier matters more than depth here, with about 90 training images per digit.
     """
 
-    def __init__(self, width: int = 32, hidden: int = 128, dropout: float = 0.25) -> None:
+    def __init__(self, width: int = 32, hidden: int = 128, dropout: float = 0.25, classes: int = NUM_DIGITS) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(1, width, 3, padding=1),
@@ -30,11 +31,11 @@ class DigitCNN(nn.Module):
             nn.Linear(2 * width * 4 * 4, hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(hidden, NUM_DIGITS),
+            nn.Linear(hidden, classes),
         )
 
     def forward(self, images: Tensor) -> Tensor:
-        """``float[M, 1, 8, 8]`` to logits ``float[M, 9]``."""
+        """``float[M, 1, 8, 8]`` to logits ``float[M, classes]``."""
         return self.classifier(self.features(images))
 
 

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 from fpgacsp import sudoku_program
-from fpgacsp.torch_layer import Abduction, ConstraintLayer, Estimator, Interpolation, MinProbability, Perturbed
+from fpgacsp.torch_layer import (
+    Abduction,
+    ConstraintLayer,
+    Estimator,
+    Interpolation,
+    MinProbability,
+    Perturbed,
+    Widening,
+)
 from torch import Tensor, nn
 
 from .boards import CELLS, Boards
@@ -88,16 +96,26 @@ def board_logits(cnn: nn.Module, batch: BoardBatch, images: Tensor | None = None
     return logits.index_put((batch.given,), read)
 
 
-def make_estimator(name: str, lam: float, sigma: float, samples: int) -> Estimator | str:
-    """The layer's ``ste``: ``identity``, ``abduction`` (abductive learning: the givens' labels that the blanks'
-    targets imply), ``interpolation`` (Vlastelica et al., normalized, logit shift ``lam``) or ``perturbed``
-    (Gaussian noise ``sigma``, ``samples`` solves averaged)."""
+def make_estimator(
+    name: str,
+    lam: float,
+    sigma: float,
+    samples: int,
+    widening: Widening = Widening.NONE,
+    sample: bool = False,
+    seed: int | None = None,
+) -> Estimator | str:
+    """The layer's ``ste``: ``identity``, ``abduction`` (abductive learning: the labels of the unobserved variables
+    that the observed targets imply; ``widening`` and ``sample`` as :class:`Abduction` takes them),
+    ``interpolation`` (Vlastelica et al., normalized, logit shift ``lam``) or ``perturbed`` (Gaussian noise
+    ``sigma``, ``samples`` solves averaged). ``seed`` seeds the noise of ``perturbed`` and of a sampling
+    ``abduction``."""
     if name == "abduction":
-        return Abduction()
+        return Abduction(widening, sample=sample, seed=seed)
     if name == "interpolation":
         return Interpolation(lam=lam, normalize=True)
     if name == "perturbed":
-        return Perturbed(sigma=sigma, samples=samples)
+        return Perturbed(sigma=sigma, samples=samples, seed=seed)
     if name == "identity":
         return "identity"
     raise ValueError(f"ste: expected 'identity', 'abduction', 'interpolation' or 'perturbed', got {name!r}")

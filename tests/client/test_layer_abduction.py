@@ -24,6 +24,7 @@ from fpgacsp.torch_layer import (
     ConstraintLayer,
     MinProbability,
     TopK,
+    Widening,
     hamming_loss,
     mask_to_domains,
     value_priorities,
@@ -94,7 +95,7 @@ def test_by_hand_on_digit_addition(solver: LocalSolver) -> None:
     grad = abduction_grad(layer, x, target)
     y = torch.nn.functional.one_hot(torch.tensor([3, 2, 5, 0]), 10).double()
     torch.testing.assert_close(grad[0], torch.softmax(x[0], -1) - y, rtol=0, atol=1e-15)
-    assert info_of(layer) == AbductionInfo(boards=1, abduced=1, unobserved=0, failed=0, widened=0)
+    assert info_of(layer) == AbductionInfo(boards=1, abduced=1, unobserved=0, failed=0, widened=0, solves=1)
 
 
 def test_gradient_matches_a_direct_solve_with_the_targets_fixed(
@@ -129,7 +130,7 @@ def test_unsat_abduction_and_unobserved_instances_get_no_gradient(
     grad = abduction_grad(layer, x, target)
     assert bool(grad[0].abs().sum() > 0)
     assert not bool(grad[1].any()) and not bool(grad[2].any())
-    assert info_of(layer) == AbductionInfo(boards=3, abduced=1, unobserved=1, failed=1, widened=0)
+    assert info_of(layer) == AbductionInfo(boards=3, abduced=1, unobserved=1, failed=1, widened=0, solves=1)
     assert info_of(layer).rate == pytest.approx(1 / 3)
 
 
@@ -148,10 +149,10 @@ def test_without_a_target_the_hamming_gradient_names_the_same_values(
     assert torch.equal(explicit, inferred)
 
 
-def test_open_candidates_and_widening(solver: LocalSolver, boards: tuple[np.ndarray, np.ndarray]) -> None:
-    """With open=TopK(1) the givens keep only the network's argmax; a network that misreads every given makes
-    that abduction UNSAT. widen=True solves those instances again with full domains (then equal to the default),
-    widen=False leaves them without gradient."""
+def test_candidates_then_full_domains(solver: LocalSolver, boards: tuple[np.ndarray, np.ndarray]) -> None:
+    """With candidates=(TopK(1),) the givens first keep only the network's argmax; a network that misreads every
+    given makes that abduction UNSAT, and the full-domain step that always follows finds the labelling the
+    default finds."""
     puzzles, solutions = boards
     target = blank_target(puzzles, solutions)
     misread = torch.as_tensor((solutions + 1) % 4)
@@ -160,12 +161,38 @@ def test_open_candidates_and_widening(solver: LocalSolver, boards: tuple[np.ndar
     def layer(est: Abduction) -> ConstraintLayer:
         return ConstraintLayer(SUDOKU, "solve", MinProbability(0.05), est, client=solver, priorities=True)
 
-    full, widened, narrow = layer(Abduction()), layer(Abduction(open=TopK(1))), layer(Abduction(TopK(1), False))
-    want = abduction_grad(full, x, target)
-    assert torch.equal(abduction_grad(widened, x, target), want)
-    assert info_of(widened).widened == len(puzzles) and info_of(widened).abduced == len(puzzles)
-    assert not bool(abduction_grad(narrow, x, target).any())
-    assert info_of(narrow).failed == len(puzzles)
+    full, narrow = layer(Abduction()), layer(Abduction(candidates=(TopK(1),)))
+    assert torch.equal(abduction_grad(narrow, x, target), abduction_grad(full, x, target))
+    b = len(puzzles)
+    assert info_of(narrow) == AbductionInfo(boards=b, abduced=b, unobserved=0, failed=0, widened=b, solves=2)
+    # readings that are right: the first, narrowest step already succeeds for every board
+    right = torch.nn.functional.one_hot(torch.as_tensor(solutions), 4).double() * 3
+    abduction_grad(narrow, right, target)
+    assert info_of(narrow) == AbductionInfo(boards=b, abduced=b, unobserved=0, failed=0, widened=0, solves=1)
+
+
+def test_rank_widening_takes_the_labelling_with_the_best_worst_reading(solver: LocalSolver) -> None:
+    """a + b = 7 observed. The network reads a as 5 (sure) and b as 4 first, 2 second. Greedy (NONE): a branches
+    first, takes 5, the sum forces b = 2. RANK: at top-1 (a = 5, b = 4) nothing adds up; at top-2 a in {5, 3} and
+    b in {4, 2} give 5 + 2 and 3 + 4; the search takes a's first choice again, a = 5, b = 2. Now make b sure of 4
+    and a unsure between 5 and 3: greedy still takes a = 5 (b = 2, b's least likely reading), RANK takes 3 + 4,
+    both readings within each variable's top 2."""
+    program = addition_program(1)
+    target = torch.tensor([[-1, -1, 7, 0]])
+
+    def abduced(x: torch.Tensor, widening: Widening) -> list[int]:
+        layer = ConstraintLayer(program, "solve", MinProbability(0.01), Abduction(widening), client=solver)
+        grad = abduction_grad(layer, x, target)
+        return (torch.softmax(x[0], -1) - grad[0]).round().argmax(-1).tolist()
+
+    x = torch.zeros(1, 4, 10, dtype=torch.float64)
+    x[0, 0, 5], x[0, 0, 3] = 6.0, 1.0  # a: 5, then 3
+    x[0, 1, 4], x[0, 1, 2] = 3.0, 2.0  # b: 4, then 2
+    assert abduced(x, Widening.NONE) == abduced(x, Widening.RANK) == [5, 2, 7, 0]
+    x[0, 1, 2] = -6.0  # b: 4, then anything but 2; 2 is now b's least likely value
+    x[0, 1, 8] = 1.0
+    assert abduced(x, Widening.NONE) == [5, 2, 7, 0]
+    assert abduced(x, Widening.RANK) == [3, 4, 7, 0]
 
 
 # --- plumbing ---------------------------------------------------------------------------------------------
@@ -212,12 +239,16 @@ def test_through_a_real_daemon_the_gradients_are_the_local_ones(
 
 
 def test_bad_options() -> None:
-    with pytest.raises(TypeError, match=r"^Abduction: open must be None \(full domains\) or a Discretizer"):
-        Abduction(open="full")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"^Abduction: widen must be True or False, got 1$"):
-        Abduction(widen=1)  # type: ignore[arg-type]
-    assert Abduction() == Abduction() != Abduction(open=TopK(2))
-    assert repr(Abduction(open=TopK(2))) == "Abduction(open=TopK(k=2), widen=True)"
+    with pytest.raises(TypeError, match=r"^Abduction: widening must be a fpgacsp.Widening, got 'rank'$"):
+        Abduction("rank")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^Abduction: candidates must be a tuple of Discretizers, got \[TopK"):
+        Abduction(candidates=[TopK(2)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^Abduction: pass either candidates or widening=Widening.RANK, not both$"):
+        Abduction(Widening.RANK, (TopK(2),))
+    assert Abduction() == Abduction() != Abduction(candidates=(TopK(2),)) != Abduction(Widening.RANK)
+    assert (
+        repr(Abduction(candidates=(TopK(2),))) == "Abduction(widening=<Widening.NONE: 'none'>, candidates=(TopK(k=2),))"
+    )
 
 
 # --- learning: symbol grounding on 4x4 Sudoku (sudoku4.SymbolGrounding) -----------------------------------

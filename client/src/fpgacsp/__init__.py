@@ -157,6 +157,7 @@ _TORCH_LAYER_NAMES = (
     "SolverOutput",
     "Threshold",
     "TopK",
+    "Widening",
     "discretize_confident_argmax",
     "discretize_threshold",
     "discretize_top_k",
@@ -177,6 +178,7 @@ if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ below 
     from .torch_layer import SolverOutput as SolverOutput
     from .torch_layer import Threshold as Threshold
     from .torch_layer import TopK as TopK
+    from .torch_layer import Widening as Widening
     from .torch_layer import discretize_confident_argmax as discretize_confident_argmax
     from .torch_layer import discretize_threshold as discretize_threshold
     from .torch_layer import discretize_top_k as discretize_top_k

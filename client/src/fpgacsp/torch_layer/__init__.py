@@ -31,6 +31,7 @@ from ._estimators import (
     Interpolation,
     Perturbed,
     RelaxationSTE,
+    Widening,
     make_estimator,
 )
 from ._function import SolveFunction, SolverClient, SolveSpec
@@ -57,6 +58,7 @@ __all__ = [
     "SolverOutput",
     "Threshold",
     "TopK",
+    "Widening",
     "check_logits",
     "check_target",
     "discretize_confident_argmax",

@@ -14,6 +14,7 @@ so the daemon that served the forward serves the backward too.
 
 from __future__ import annotations
 
+import enum
 import math
 import numbers
 from abc import ABC, abstractmethod
@@ -25,7 +26,7 @@ import torch
 from fpgacsp_proto.isa import Mode, Status
 from torch import Tensor
 
-from ._discretize import Discretizer, mask_to_domains, value_priorities
+from ._discretize import Discretizer, TopK, mask_to_domains, value_priorities
 
 __all__ = [
     "ESTIMATORS",
@@ -37,6 +38,7 @@ __all__ = [
     "Interpolation",
     "Perturbed",
     "RelaxationSTE",
+    "Widening",
     "make_estimator",
 ]
 
@@ -233,21 +235,35 @@ class Perturbed(Estimator):
         return self._generator
 
 
+class Widening(enum.Enum):
+    """How :class:`Abduction` chooses among the labellings that satisfy the constraints."""
+
+    NONE = "none"
+    """One solve, every open variable over its full domain: the first solution in the network's order. Cheapest;
+    greedy where the constraints leave a choice (the first variable branched on takes its own top reading)."""
+    RANK = "rank"
+    """Candidate sets of growing rank: every open variable restricted to its top 1, then its top 2, ... values,
+    and full domains last; each instance takes the first rank at which a labelling exists. That approximates the
+    network's likeliest consistent labelling (the one whose least trusted reading ranks highest) instead of the
+    greedy first one. Up to ``D`` solves per backward, each of only the instances still without a labelling."""
+
+
 @dataclass
 class AbductionInfo:
-    """What the last backward of an :class:`Abduction` found, per batch: boards whose abduction succeeded, boards
-    that observed nothing (no gradient), boards whose abduction failed (UNSAT or LIMIT: no gradient), and how many
-    of the failed ones a widened second try rescued."""
+    """What the last backward of an :class:`Abduction` found: instances in the batch, those that got a gradient,
+    those that observed nothing, those whose abduction failed (UNSAT, or LIMIT before a solution), those whose
+    labelling came from a step after the first (a wider candidate set), and the batched solves it made."""
 
     boards: int = 0
     abduced: int = 0
     unobserved: int = 0
     failed: int = 0
     widened: int = 0
+    solves: int = 0
 
     @property
     def rate(self) -> float:
-        """Fraction of the batch's boards that got a gradient."""
+        """Fraction of the batch's instances that got a gradient."""
         return self.abduced / self.boards if self.boards else 0.0
 
 
@@ -256,13 +272,13 @@ class Abduction(Estimator):
     """Abductive learning (Dai et al., NeurIPS 2019) as a straight-through-style estimator: one more solve per backward.
 
     The backward solves every instance again, with each variable the loss observes fixed to the value the loss
-    wants and every other variable left open (by default its full domain), searching in the network's own order
-    (each variable's values ranked by its logits, as ``priorities=True`` does). The first solution of that search
-    is the *abduced labelling* ``y'``: the assignment that agrees with everything the loss knows, satisfies the
-    constraints, and departs from the network's belief as late as the search order allows. The gradient is that
-    of the cross-entropy of the discretizer's relaxation toward ``y'``, summed over variables and averaged over
-    the batch: ``grad_w = (relax(w) - y') / B`` (softmax for :class:`MinProbability`, :class:`TopK` and
-    :class:`ConfidentArgmax`; the sigmoid's binary cross-entropy for :class:`Threshold`).
+    wants and every other variable left open, searching in the network's own order (each variable's values
+    ranked by its logits, as ``priorities=True`` does). The solution found is the *abduced labelling* ``y'``: an
+    assignment that agrees with everything the loss knows, satisfies the constraints, and follows the network's
+    belief as far as the constraints allow. The gradient is that of the cross-entropy of the discretizer's
+    relaxation toward ``y'``, summed over variables and averaged over the batch: ``grad_w = (relax(w) - y') / B``
+    (softmax for :class:`MinProbability`, :class:`TopK` and :class:`ConfidentArgmax`; the sigmoid's binary
+    cross-entropy for :class:`Threshold`).
 
     That is what lets a network learn from the solver alone: the loss names only the variables it observes (the
     blank cells of a Sudoku, the sum of an addition), and the constraints turn them into labels for the variables
@@ -277,62 +293,99 @@ class Abduction(Estimator):
 
     Options:
 
-    - ``open``: the domains of the unobserved variables in the second solve. None (the default): full domains,
-      so abduction can overrule any reading and always finds a labelling when one exists; from a random start,
-      narrower candidate sets (top-k, a probability floor) rarely contain the truth, and came back infeasible.
-      A :class:`Discretizer` (e.g. ``MinProbability(1e-3)``): its candidate sets, a cheaper and more
-      conservative search once the network reads well.
-    - ``widen``: with ``open`` set, instances whose abduction fails are solved once more with full domains (in
-      the same backward, one more batched call for those instances only). Ignored when ``open`` is None.
+    - ``widening`` (:class:`Widening`): ``NONE`` (the default), one solve over full domains, the first solution
+      in the network's order; enough where the observed variables leave the rest (nearly) determined, as the
+      blanks of a Sudoku do for its givens. ``RANK``: candidate sets of growing rank, for tasks where they leave
+      a real choice: on digit addition the greedy first solution hands the first addend its own reading, a
+      self-reinforcing fixed point, while ``RANK`` picks the labelling that needs the least trusted readings.
+    - ``candidates``: your own candidate sets for the open variables instead (discretizers, narrowest first, e.g.
+      ``(MinProbability(0.1), MinProbability(1e-3))``); full domains are always tried last. Not with ``RANK``.
+    - ``sample``: draw the labelling instead of taking the likeliest-first one: the search order (priorities, and
+      the ranks ``RANK`` widens by) comes from the logits plus Gumbel noise, so each value leads its variable's
+      order with its softmax probability (the Gumbel-max trick) and the labelling found is a sample of the
+      network's belief restricted to what the constraints allow (perturb-and-MAP). That keeps a class the network
+      has stopped predicting in play: with hard labels from its own top readings, such a class is never abduced
+      again (observed on digit addition: three digits lost for good without sampling, none with it). The gradient
+      stays ``relax(w) - y'`` at the unperturbed logits. ``seed``: reproducible noise, as for
+      :class:`Perturbed` (a CPU generator seeded once, advancing with each backward, pickled with the layer).
 
-    Cost: one batched solve of ``B`` instances per backward, through the same client (the same daemon) as the
-    forward pass, in ``SOLVE`` mode with the layer's node limit whatever the layer's own mode. After each backward
-    ``info`` says how many instances got a gradient (:class:`AbductionInfo`).
+    Cost: one batched solve of ``B`` instances per backward (more with widening, each of only the instances still
+    without a labelling), through the same client (the same daemon) as the forward pass, in ``SOLVE`` mode with
+    the layer's node limit whatever the layer's own mode. After each backward ``info`` says how many instances got
+    a gradient (:class:`AbductionInfo`).
     """
 
-    open: Discretizer | None = None
-    widen: bool = True
+    widening: Widening = Widening.NONE
+    candidates: tuple[Discretizer, ...] = ()
+    sample: bool = False
+    seed: int | None = None
     info: AbductionInfo = field(default_factory=AbductionInfo, init=False, repr=False, compare=False)
+    _generator: torch.Generator | None = field(default=None, init=False, repr=False, compare=False)
     name: ClassVar[str] = "abduction"
 
+    def _noise_generator(self) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if self._generator is None:  # created on first use: a frozen dataclass, so set through object
+            object.__setattr__(self, "_generator", torch.Generator().manual_seed(int(self.seed)))
+        return self._generator
+
     def __post_init__(self) -> None:
-        if self.open is not None and not isinstance(self.open, Discretizer):
-            raise TypeError(f"Abduction: open must be None (full domains) or a Discretizer, got {self.open!r}")
-        if not isinstance(self.widen, bool):
-            raise TypeError(f"Abduction: widen must be True or False, got {self.widen!r}")
+        if not isinstance(self.widening, Widening):
+            raise TypeError(f"Abduction: widening must be a fpgacsp.Widening, got {self.widening!r}")
+        if not isinstance(self.candidates, tuple) or not all(isinstance(c, Discretizer) for c in self.candidates):
+            raise TypeError(f"Abduction: candidates must be a tuple of Discretizers, got {self.candidates!r}")
+        if self.candidates and self.widening is not Widening.NONE:
+            raise ValueError("Abduction: pass either candidates or widening=Widening.RANK, not both")
+        if not isinstance(self.sample, bool):
+            raise TypeError(f"Abduction: sample must be True or False, got {self.sample!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
+            raise ValueError(f"Abduction: seed must be None or an integer, got {self.seed!r}")
+
+    def steps(self, domain_size: int) -> tuple[Discretizer | None, ...]:
+        """The candidate sets tried in order; None is full domains (always last)."""
+        if self.widening is Widening.RANK:
+            return (*(TopK(k) for k in range(1, domain_size)), None)
+        return (*self.candidates, None)
 
     def backward(self, ctx: BackwardContext, grad_values: Tensor) -> Tensor:
         if ctx.solve is None:
             raise RuntimeError("Abduction needs BackwardContext.solve (the layer's explicit-domain solve)")
+        solve = ctx.solve
         w = _wide(ctx.logits)
         b, d = w.shape[0], w.shape[-1]
         wanted = ctx.wanted(grad_values)  # [B, N], -1 where unobserved
         observed = wanted >= 0
         sees = observed.any(dim=-1)  # [B]: the loss looks at this instance
         fixed = torch.nn.functional.one_hot(wanted.clamp(min=0), d).to(torch.bool)
-        prios = value_priorities(w)
-
-        solve = ctx.solve
-
-        def abduce(rows: Tensor, open_mask: Tensor) -> tuple[Tensor, Tensor]:
+        order = w + _gumbel(w, self._noise_generator()) if self.sample else w  # the search's order
+        prios = value_priorities(order)
+        y = torch.zeros_like(w)
+        ok = torch.zeros(b, dtype=torch.bool, device=w.device)
+        solves = widened = 0
+        for step, candidates in enumerate(self.steps(d)):
+            rows = torch.nonzero(~ok & sees).flatten()
+            if len(rows) == 0:
+                break
+            open_mask = torch.ones_like(fixed[rows]) if candidates is None else candidates.mask(order[rows])
             domains = torch.where(observed[rows, :, None], fixed[rows], open_mask)
-            y, status, _ = solve(mask_to_domains(domains), prios[rows.cpu().numpy()], w, Mode.SOLVE)
-            return y, status == int(Status.SOLVED)
-
-        everyone = torch.arange(b, device=w.device)
-        y, ok = abduce(everyone, torch.ones_like(fixed) if self.open is None else self.open.mask(w))
-        retry = torch.nonzero(~ok & sees).flatten()
-        widened = 0
-        if self.open is not None and self.widen and len(retry) > 0:
-            y_retry, ok_retry = abduce(retry, torch.ones_like(fixed[retry]))
-            y, ok = y.index_put((retry,), y_retry), ok.index_put((retry,), ok_retry)
-            widened = int(ok_retry.sum())
-        use = ok & sees  # [B]: instances that get a gradient
-        report = AbductionInfo(b, int(use.sum()), int((~sees).sum()), int((~ok & sees).sum()), widened)
+            y_rows, status, _ = solve(mask_to_domains(domains), prios[rows.cpu().numpy()], w, Mode.SOLVE)
+            found = status == int(Status.SOLVED)
+            y = y.index_put((rows[found],), y_rows[found].to(w.dtype))
+            ok = ok.index_put((rows[found],), torch.ones_like(found[found]))
+            solves += 1
+            widened += int(found.sum()) if step > 0 else 0
+        report = AbductionInfo(b, int(ok.sum()), int((~sees).sum()), int((~ok & sees).sum()), widened, solves)
         object.__setattr__(self, "info", report)  # a frozen dataclass: the report is not part of its identity
         with torch.no_grad():
-            grad = (ctx.discretizer.relax(w) - y.to(w.dtype)) * (use[:, None, None].to(w.dtype) / b)
+            grad = (ctx.discretizer.relax(w) - y) * (ok[:, None, None].to(w.dtype) / b)
         return grad.to(ctx.logits.dtype)
+
+
+def _gumbel(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard Gumbel noise shaped like ``like`` (drawn on the CPU, so a seed gives the same noise everywhere)."""
+    u = torch.rand(like.shape, generator=generator, dtype=like.dtype).clamp_(1e-12, 1 - 1e-12)
+    return (-torch.log(-torch.log(u))).to(like.device)
 
 
 def _wide(logits: Tensor) -> Tensor:
