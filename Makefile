@@ -48,7 +48,8 @@ $(PROTO_SRC)/%_pb2.py: $(PROTO_SRC)/%.proto
 	$(BIN)/python -m grpc_tools.protoc -I $(PROTO_SRC) --python_out=$(PROTO_SRC) --pyi_out=$(PROTO_SRC) \
 		--grpc_python_out=$(PROTO_SRC) $<
 
-# The main job: fpgacspd on the simulator, the visual-Sudoku training (regime a) through it, then a clean stop.
+# The main job: fpgacspd on the simulator, the visual-Sudoku training through it in regime b (learning from the
+# solver alone: only blank cells labelled), the two-stage baseline beside it, then a clean stop.
 run: venv
 	BIN=$(BIN) bash scripts/run-main-job.sh --time-budget-s 180
 

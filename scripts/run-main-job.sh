@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's main job: start fpgacspd on the simulator, train the visual-Sudoku example (regime a) through it,
+# The README's main job: start fpgacspd on the simulator, train the visual-Sudoku example through it in regime b
+# (symbol grounding: only the blank cells are labelled; Abduction learns the givens from the solver alone),
 # print the results, then stop the daemon with SIGTERM (its graceful drain) and check it exited cleanly.
 # Usage: scripts/run-main-job.sh [extra arguments for python -m examples.visual_sudoku]
 set -euo pipefail
@@ -28,7 +29,7 @@ grep -q '"event": "ready"' "$log" || { echo "fpgacspd not ready after 60 s:" >&2
 echo "fpgacspd ready on unix://$sock (log: $log)"
 
 status=0
-"$BIN/python" -m examples.visual_sudoku --target "unix://$sock" --regime a "$@" || status=$?
+"$BIN/python" -m examples.visual_sudoku --target "unix://$sock" --regime b "$@" || status=$?
 trap - EXIT
 stop_daemon
 echo "fpgacspd stopped cleanly"

@@ -42,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--digits", type=int, nargs="+", default=[1, 2, 4, 15], help="N: digits per number")
     ap.add_argument("--train-images", type=int, default=6000, help="digit images per epoch: 6000 / (2 N) examples")
     ap.add_argument("--test-examples", type=int, default=1000)
-    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument(
+        "--epochs", type=int, nargs="+", default=[16], help="epochs: one value for every N, or one per N in --digits"
+    )
+    ap.add_argument(
+        "--curriculum",
+        action="store_true",
+        help="start each N's reader from the previous N's (still trained on sums only) instead of from scratch",
+    )
     ap.add_argument("--time-budget-s", type=float, default=None, help="per N: stop training once this much is spent")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -70,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if any(n < 1 for n in args.digits):
-        raise SystemExit(f"--digits: every N must be positive, got {args.digits}")
+    if any(n < 1 for n in args.digits) or len(set(args.digits)) != len(args.digits):
+        raise SystemExit(f"--digits: distinct positive numbers of digits, got {args.digits}")
+    if len(args.epochs) not in (1, len(args.digits)):
+        raise SystemExit(f"--epochs: one value, or one per N ({len(args.digits)}), got {args.epochs}")
+    per_n = args.epochs * len(args.digits) if len(args.epochs) == 1 else args.epochs
+    epochs = dict(zip(args.digits, per_n, strict=True))
     threads = args.threads or max(1, (os.cpu_count() or 2) - 1)
     torch.set_num_threads(threads)
     budget = math.inf if args.time_budget_s is None else args.time_budget_s
@@ -83,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     }
     t_start = time.perf_counter()
     runs: dict[int, list[Any]] = {}
+    cnn: DigitCNN | None = None
     split = digit_split(seed=args.seed)
     print(f"connecting to {args.target} ...", flush=True)
     with fpgacsp.connect(args.target) as raw:
@@ -92,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
             test_data = AdditionData(split.test, args.test_examples, n, seed=args.seed + 1)
             print(f"N = {n}: {len(train_data)} training sums, {len(test_data)} test sums", flush=True)
             torch.manual_seed(args.seed)
+            previous = cnn if args.curriculum and runs else None
             cnn = DigitCNN(classes=BASE)
+            if previous is not None:
+                cnn.load_state_dict(previous.state_dict())
             ste = make_estimator(
                 args.ste,
                 args.lam,
@@ -105,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             solver = AdditionSolver(client, n, ste, args.p)
             config = TrainConfig(
                 num_digits=n,
-                epochs=args.epochs,
+                epochs=epochs[n],
                 batch_size=args.batch_size,
                 lr=args.lr,
                 time_budget_s=budget,

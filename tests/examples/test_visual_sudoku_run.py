@@ -24,20 +24,34 @@ def daemon() -> Iterator[DaemonProcess]:
         assert d.alive(), d.log_text()
 
 
-@pytest.mark.parametrize(("regime", "ste"), [("a", "identity"), ("b", "interpolation"), ("b", "perturbed")])
-def test_short_run_through_daemon(daemon: DaemonProcess, tmp_path: Path, regime: str, ste: str) -> None:
-    args = ["--target", daemon.address, "--regime", regime, "--ste", ste, "--train-boards", "24"]
-    args += ["--test-boards", "16", "--epochs", "2", "--batch-size", "8", "--samples", "2", "--no-progress"]
+@pytest.mark.parametrize(
+    ("regime", "ste", "learns"),
+    [
+        ("a", "identity", True),
+        ("b", "abduction", True),  # regime b's default: learns from the solver alone
+        ("b", "interpolation", False),  # the other estimators: well formed, not expected to learn in 18 steps
+        ("b", "perturbed", False),
+    ],
+)
+def test_short_run_through_daemon(daemon: DaemonProcess, tmp_path: Path, regime: str, ste: str, learns: bool) -> None:
+    args = ["--target", daemon.address, "--regime", regime, "--ste", ste, "--train-boards", "48", "--lr", "3e-3"]
+    args += ["--test-boards", "16", "--epochs", "3", "--batch-size", "8", "--samples", "2", "--no-progress"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     for name in ("summary.md", "metrics.json", "curves.png", "boards.png", "cnn.pt"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     epochs = metrics["epochs"]
-    assert [e["epoch"] for e in epochs] == [0, 1, 2]
-    assert all(e["steps"] == 3 for e in epochs[1:])
+    assert [e["epoch"] for e in epochs] == [0, 1, 2, 3]
+    assert all(e["steps"] == 6 for e in epochs[1:])
     assert sum(epochs[-1]["test"]["status"].values()) == 16
     assert metrics["settings"]["ste"] == ste
+    if learns:
+        losses = [e["loss"] for e in epochs[1:]]
+        assert losses[-1] < losses[0], losses  # the training loss falls
+        assert epochs[-1]["test"]["read_acc"] > epochs[0]["test"]["read_acc"] + 0.2  # unseen digits read better
+    if ste == "abduction":
+        assert epochs[-1]["extra"]["abduced"] == 1.0  # blanks fixed to the solution: always a labelling
 
 
 def test_joint_inference_corrects_a_misread_the_two_stage_cannot() -> None:
