@@ -10,6 +10,7 @@ Sudoku, scored by board accuracy.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,6 +196,33 @@ def test_rank_widening_takes_the_labelling_with_the_best_worst_reading(solver: L
     assert abduced(x, Widening.RANK) == [3, 4, 7, 0]
 
 
+def test_sampled_order_is_seeded_follows_a_sure_network_and_varies_where_it_is_unsure(solver: LocalSolver) -> None:
+    """sample=True draws the search order from logits + Gumbel noise: where the network is sure (a gap of 50
+    logits) the labelling is its own; where it is unsure (all logits equal) the labellings drawn differ from draw
+    to draw but are always consistent with the target, and a seed reproduces them (also after pickling)."""
+    program = addition_program(1)
+    target = torch.tensor([[-1, -1, 9, 0]] * 64)  # a + b = 9: ten labellings
+    sure = torch.zeros(64, 4, 10, dtype=torch.float64)
+    sure[:, 0, 4], sure[:, 1, 5] = 50.0, 50.0
+
+    def labels(est: Abduction, x: torch.Tensor) -> torch.Tensor:
+        layer = ConstraintLayer(program, "solve", MinProbability(0.01), est, client=solver)
+        grad = abduction_grad(layer, x, target)
+        return (torch.softmax(x, -1) - 64 * grad).round().argmax(-1)
+
+    assert bool((labels(Abduction(sample=True, seed=0), sure)[:, :2] == torch.tensor([4, 5])).all())
+    unsure = torch.zeros(64, 4, 10, dtype=torch.float64)
+    drawn = labels(Abduction(sample=True, seed=0), unsure)
+    assert bool((drawn[:, 0] + drawn[:, 1] == 9).all())
+    assert len(set(drawn[:, 0].tolist())) >= 5  # many of the ten labellings, not always the first
+    assert bool((labels(Abduction(), unsure)[:, 0] == 0).all())  # unsampled: ties go to the lowest value
+    assert torch.equal(labels(Abduction(sample=True, seed=0), unsure), drawn)  # the same seed, the same draws
+    est = Abduction(sample=True, seed=3)
+    labels(est, unsure)  # advance the generator once
+    copied = pickle.loads(pickle.dumps(est))
+    assert torch.equal(labels(copied, unsure), labels(est, unsure))  # the generator's state travels
+
+
 # --- plumbing ---------------------------------------------------------------------------------------------
 
 
@@ -245,10 +273,13 @@ def test_bad_options() -> None:
         Abduction(candidates=[TopK(2)])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^Abduction: pass either candidates or widening=Widening.RANK, not both$"):
         Abduction(Widening.RANK, (TopK(2),))
+    with pytest.raises(TypeError, match=r"^Abduction: sample must be True or False, got 1$"):
+        Abduction(sample=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^Abduction: seed must be None or an integer, got 1.5$"):
+        Abduction(sample=True, seed=1.5)  # type: ignore[arg-type]
     assert Abduction() == Abduction() != Abduction(candidates=(TopK(2),)) != Abduction(Widening.RANK)
-    assert (
-        repr(Abduction(candidates=(TopK(2),))) == "Abduction(widening=<Widening.NONE: 'none'>, candidates=(TopK(k=2),))"
-    )
+    want = "Abduction(widening=<Widening.NONE: 'none'>, candidates=(TopK(k=2),), sample=False, seed=None)"
+    assert repr(Abduction(candidates=(TopK(2),))) == want
 
 
 # --- learning: symbol grounding on 4x4 Sudoku (sudoku4.SymbolGrounding) -----------------------------------
