@@ -1,9 +1,9 @@
 """Command line: ``python -m examples.digit_addition --target local|ADDRESS --digits 1 2 4 15 ...``.
 
-One run per N in ``--digits``, each with a fresh CNN, the same seed and its own data; the summary table compares
-them. Defaults: Abduction with rank widening and a sampled search order, 16 epochs of ``6000 / (2 N)`` training
-examples (every training image used about 6.7 times an epoch, whatever N), 1000 test examples written in unseen
-handwriting.
+One run per N in ``--digits``, each with a fresh CNN (or, with ``--curriculum``, the previous N's), the same seed
+and its own data; the summary table compares them. Defaults: Abduction with probability widening and a sampled
+search order, 16 epochs of ``6000 / (2 N)`` training examples (every training image used about 6.7 times an
+epoch, whatever N), 1000 test examples written in unseen handwriting.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--widening",
         choices=[w.value for w in Widening],
-        default=Widening.RANK.value,
-        help="abduction: rank (top-1, top-2, ... candidate sets) or none (the greedy first labelling)",
+        default=Widening.PROBABILITY.value,
+        help="abduction: probability (candidates of falling probability: unsure readings widen first), rank "
+        "(top-1, top-2, ... for every digit at once) or none (the greedy first labelling)",
     )
     ap.add_argument(
         "--no-sample",

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the summary, metrics and plots")
     ap.add_argument("--source", default="generated", help="'generated' or a puzzle,solution CSV file")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=None, help="default: 2e-3 for regime a, 1e-3 for b")
+    ap.add_argument("--lr", type=float, default=2e-3, help="Adam, peak of a one-cycle schedule")
     ap.add_argument(
         "--p",
         type=float,
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             loss=Loss(args.loss),
             epochs=epochs,
             batch_size=args.batch_size,
-            lr=args.lr or (2e-3 if args.regime == "a" else 1e-3),
+            lr=args.lr,
             solver_weight=args.solver_weight,
             time_budget_s=budget,
             seed=args.seed,

@@ -196,6 +196,26 @@ def test_rank_widening_takes_the_labelling_with_the_best_worst_reading(solver: L
     assert abduced(x, Widening.RANK) == [3, 4, 7, 0]
 
 
+def test_probability_widening_changes_the_doubtful_reading_not_the_first_one(solver: LocalSolver) -> None:
+    """a + b = 7. a is unsure (4 at 62%, 2 at 38%), b is sure (5 at 99.9%, 3 at 0.1%). The readings (4, 5) do not
+    add up. NONE and RANK branch on a first and keep its top reading 4, so b becomes 3, its 0.1% reading; RANK's
+    top-2 sets widen both variables at once. PROBABILITY keeps b fixed while a widens (at the 0.2 floor): 2 + 5."""
+    program = addition_program(1)
+    target = torch.tensor([[-1, -1, 7, 0]])
+    x = torch.full((1, 4, 10), -5.0, dtype=torch.float64)
+    x[0, 0, 4], x[0, 0, 2] = 2.0, 1.5
+    x[0, 1, 5], x[0, 1, 3] = 8.0, 1.0
+    x[0, 2:] = 0.0
+
+    def abduced(widening: Widening) -> list[int]:
+        layer = ConstraintLayer(program, "solve", MinProbability(0.01), Abduction(widening), client=solver)
+        grad = abduction_grad(layer, x, target)
+        return (torch.softmax(x[0], -1) - grad[0]).round().argmax(-1).tolist()
+
+    assert abduced(Widening.NONE) == abduced(Widening.RANK) == [4, 3, 7, 0]
+    assert abduced(Widening.PROBABILITY) == [2, 5, 7, 0]
+
+
 def test_sampled_order_is_seeded_follows_a_sure_network_and_varies_where_it_is_unsure(solver: LocalSolver) -> None:
     """sample=True draws the search order from logits + Gumbel noise: where the network is sure (a gap of 50
     logits) the labelling is its own; where it is unsure (all logits equal) the labellings drawn differ from draw
@@ -271,7 +291,7 @@ def test_bad_options() -> None:
         Abduction("rank")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^Abduction: candidates must be a tuple of Discretizers, got \[TopK"):
         Abduction(candidates=[TopK(2)])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"^Abduction: pass either candidates or widening=Widening.RANK, not both$"):
+    with pytest.raises(ValueError, match=r"^Abduction: pass either candidates or a widening, not both$"):
         Abduction(Widening.RANK, (TopK(2),))
     with pytest.raises(TypeError, match=r"^Abduction: sample must be True or False, got 1$"):
         Abduction(sample=1)  # type: ignore[arg-type]

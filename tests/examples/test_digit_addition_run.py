@@ -33,7 +33,7 @@ def test_short_run_through_daemon_learns_from_sums(daemon: DaemonProcess, tmp_pa
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["settings"]["ste"] == "abduction" and metrics["settings"]["widening"] == "rank"
+    assert metrics["settings"]["ste"] == "abduction" and metrics["settings"]["widening"] == "probability"
     one, two = metrics["runs"]["1"], metrics["runs"]["2"]
     assert [e["epoch"] for e in one] == list(range(9)) and [e["epoch"] for e in two] == [0, 1]
     assert all(e["steps"] == 32 for e in one[1:])  # 1000 sums in batches of 32

@@ -26,7 +26,9 @@ import torch
 from fpgacsp_proto.isa import Mode, Status
 from torch import Tensor
 
-from ._discretize import Discretizer, TopK, mask_to_domains, value_priorities
+from ._discretize import Discretizer, MinProbability, TopK, mask_to_domains, value_priorities
+
+PROBABILITY_STEPS = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001)  # Widening.PROBABILITY's floors, in order
 
 __all__ = [
     "ESTIMATORS",
@@ -246,6 +248,11 @@ class Widening(enum.Enum):
     and full domains last; each instance takes the first rank at which a labelling exists. That approximates the
     network's likeliest consistent labelling (the one whose least trusted reading ranks highest) instead of the
     greedy first one. Up to ``D`` solves per backward, each of only the instances still without a labelling."""
+    PROBABILITY = "probability"
+    """Candidate sets of falling probability: every open variable keeps the values with softmax probability at
+    least 0.5, then 0.2, 0.1, 0.05, 0.02, 0.01, 0.001 (its likeliest value always), full domains last. Unlike
+    ``RANK`` a sure variable stays fixed while an unsure one widens, so a labelling changes the readings the
+    network doubts, not the first variables in index order. At most 8 solves per backward."""
 
 
 @dataclass
@@ -293,11 +300,12 @@ class Abduction(Estimator):
 
     Options:
 
-    - ``widening`` (:class:`Widening`): ``NONE`` (the default), one solve over full domains, the first solution
+    - ``widening`` (:class:`Widening`): ``NONE`` (the default), one solve over full domains, the first labelling
       in the network's order; enough where the observed variables leave the rest (nearly) determined, as the
-      blanks of a Sudoku do for its givens. ``RANK``: candidate sets of growing rank, for tasks where they leave
-      a real choice: on digit addition the greedy first solution hands the first addend its own reading, a
-      self-reinforcing fixed point, while ``RANK`` picks the labelling that needs the least trusted readings.
+      blanks of a Sudoku do for its givens. ``PROBABILITY`` and ``RANK``: candidate sets that widen step by step,
+      for tasks whose constraints leave a real choice: on digit addition the greedy first labelling hands the
+      first addend its own reading, a self-reinforcing fixed point. ``PROBABILITY`` widens the doubtful readings
+      first and is the better of the two there (see :class:`Widening`).
     - ``candidates``: your own candidate sets for the open variables instead (discretizers, narrowest first, e.g.
       ``(MinProbability(0.1), MinProbability(1e-3))``); full domains are always tried last. Not with ``RANK``.
     - ``sample``: draw the labelling instead of taking the likeliest-first one: the search order (priorities, and
@@ -336,7 +344,7 @@ class Abduction(Estimator):
         if not isinstance(self.candidates, tuple) or not all(isinstance(c, Discretizer) for c in self.candidates):
             raise TypeError(f"Abduction: candidates must be a tuple of Discretizers, got {self.candidates!r}")
         if self.candidates and self.widening is not Widening.NONE:
-            raise ValueError("Abduction: pass either candidates or widening=Widening.RANK, not both")
+            raise ValueError("Abduction: pass either candidates or a widening, not both")
         if not isinstance(self.sample, bool):
             raise TypeError(f"Abduction: sample must be True or False, got {self.sample!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
@@ -346,6 +354,8 @@ class Abduction(Estimator):
         """The candidate sets tried in order; None is full domains (always last)."""
         if self.widening is Widening.RANK:
             return (*(TopK(k) for k in range(1, domain_size)), None)
+        if self.widening is Widening.PROBABILITY:
+            return (*(MinProbability(p) for p in PROBABILITY_STEPS), None)
         return (*self.candidates, None)
 
     def backward(self, ctx: BackwardContext, grad_values: Tensor) -> Tensor:
