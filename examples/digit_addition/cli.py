@@ -2,8 +2,9 @@
 
 One run per N in ``--digits``, each with a fresh CNN (or, with ``--curriculum``, the previous N's), the same seed
 and its own data; the summary table compares them. Defaults: Abduction with probability widening and a sampled
-search order, 16 epochs of ``6000 / (2 N)`` training examples (every training image used about 6.7 times an
-epoch, whatever N), 1000 test examples written in unseen handwriting.
+search order whose noise anneals to zero over the run (exploration, then exploitation), 16 epochs of
+``6000 / (2 N)`` training examples (every training image used about 6.7 times an epoch, whatever N), 1000 test
+examples written in unseen handwriting.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="abduction: search in the CNN's own order instead of a Gumbel-sampled one (loses classes for good)",
     )
+    ap.add_argument(
+        "--explore",
+        type=float,
+        default=1.0,
+        help="abduction: the sampled order's Gumbel temperature falls from 1 to 0 over this fraction of a "
+        "from-scratch run's epochs (with --curriculum the later stages start at 0: their reader reads every class)",
+    )
     ap.add_argument("--lam", type=float, default=10.0, help="interpolation: logit shift (normalized)")
     ap.add_argument("--sigma", type=float, default=1.0, help="perturbed: noise scale")
     ap.add_argument("--samples", type=int, default=8, help="perturbed: solves per backward")
@@ -78,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.explore <= 1.0:
+        raise SystemExit(f"--explore: a fraction in [0, 1], got {args.explore}")
     if any(n < 1 for n in args.digits) or len(set(args.digits)) != len(args.digits):
         raise SystemExit(f"--digits: distinct positive numbers of digits, got {args.digits}")
     if len(args.epochs) not in (1, len(args.digits)):
@@ -119,9 +129,11 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
             )
             solver = AdditionSolver(client, n, ste, args.p)
+            warm = previous is not None
             config = TrainConfig(
                 num_digits=n,
                 epochs=epochs[n],
+                explore_epochs=0 if warm else max(1, round(args.explore * epochs[n])),
                 batch_size=args.batch_size,
                 lr=args.lr,
                 time_budget_s=budget,

@@ -11,6 +11,7 @@ gradient Interpolation and Perturbed perturb along).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     clip: float = 5.0
+    explore_epochs: int | None = None  # a sampling Abduction's Gumbel temperature falls from 1 to 0 over these
     time_budget_s: float = math.inf
     seed: int = 0
     progress: bool = True
@@ -141,6 +143,7 @@ def train(
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     for epoch in range(1, config.epochs + 1):
         cnn.train()
+        solver.layer.ste = _explore(solver.layer.ste, epoch, config)
         t0, solver0 = time.perf_counter(), getattr(timer, "seconds", 0.0)
         loss_sum, right, seen, steps, abduced = 0.0, 0, 0, 0, 0
         bar = tqdm(
@@ -191,12 +194,25 @@ def train(
         )
         if isinstance(solver.layer.ste, Abduction):
             rec.extra["abduced"] = abduced / max(seen, 1)
+            if solver.layer.ste.sample:
+                rec.extra["temperature"] = solver.layer.ste.temperature
         records.append(rec)
         log(_line(rec))
         if stopped:
             log(f"time budget of {config.time_budget_s:.0f} s of training spent: stopping after epoch {epoch}")
             break
     return records
+
+
+def _explore(ste: Estimator, epoch: int, config: TrainConfig) -> Estimator:
+    """Exploration, then exploitation: a sampling Abduction's noise scale falls linearly from 1 (a labelling drawn
+    from the reader's belief: no digit class is lost early on) to 0 (the reader's likeliest labelling: once it
+    reads well, sampled misreads would be spread through the carries into digits it reads right)."""
+    if config.explore_epochs is None or not isinstance(ste, Abduction) or not ste.sample:
+        return ste
+    temperature = max(0.0, 1.0 - (epoch - 1) / config.explore_epochs) if config.explore_epochs > 0 else 0.0
+    seed = None if ste.seed is None else ste.seed + 1  # a fresh estimator per epoch: fresh noise too
+    return dataclasses.replace(ste, temperature=temperature, seed=seed)
 
 
 def _line(r: EpochRecord) -> str:

@@ -269,7 +269,7 @@ def test_never_called_under_no_grad(solver: LocalSolver, boards: tuple[np.ndarra
     assert client.calls == [(len(puzzles), Mode.SOLVE)]  # the forward's solve only
 
 
-def test_through_a_real_daemon_the_gradients_are_the_local_ones(
+def test_through_a_real_daemon_and_local_the_gradients_are_the_same(
     solver: LocalSolver, boards: tuple[np.ndarray, np.ndarray]
 ) -> None:
     puzzles, solutions = boards
@@ -283,7 +283,10 @@ def test_through_a_real_daemon_the_gradients_are_the_local_ones(
         )
         got = abduction_grad(remote, x, target)
         remote.close()
+    in_process = ConstraintLayer(SUDOKU, "solve", MinProbability(0.05), Abduction(), target="local", priorities=True)
     assert bool(want.any()) and torch.equal(got, want)
+    assert torch.equal(abduction_grad(in_process, x, target), want)  # fpgacsp.connect("local") as well
+    in_process.close()
 
 
 def test_bad_options() -> None:
@@ -297,8 +300,13 @@ def test_bad_options() -> None:
         Abduction(sample=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^Abduction: seed must be None or an integer, got 1.5$"):
         Abduction(sample=True, seed=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^Abduction: temperature must be a number >= 0, got -1.0$"):
+        Abduction(sample=True, temperature=-1.0)
     assert Abduction() == Abduction() != Abduction(candidates=(TopK(2),)) != Abduction(Widening.RANK)
-    want = "Abduction(widening=<Widening.NONE: 'none'>, candidates=(TopK(k=2),), sample=False, seed=None)"
+    want = (
+        "Abduction(widening=<Widening.NONE: 'none'>, candidates=(TopK(k=2),), sample=False, seed=None, "
+        "temperature=1.0)"
+    )
     assert repr(Abduction(candidates=(TopK(2),))) == want
 
 

@@ -327,6 +327,7 @@ class Abduction(Estimator):
     candidates: tuple[Discretizer, ...] = ()
     sample: bool = False
     seed: int | None = None
+    temperature: float = 1.0
     info: AbductionInfo = field(default_factory=AbductionInfo, init=False, repr=False, compare=False)
     _generator: torch.Generator | None = field(default=None, init=False, repr=False, compare=False)
     name: ClassVar[str] = "abduction"
@@ -349,6 +350,9 @@ class Abduction(Estimator):
             raise TypeError(f"Abduction: sample must be True or False, got {self.sample!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
             raise ValueError(f"Abduction: seed must be None or an integer, got {self.seed!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(float(t)) or float(t) < 0:
+            raise ValueError(f"Abduction: temperature must be a number >= 0, got {t!r}")
 
     def steps(self, domain_size: int) -> tuple[Discretizer | None, ...]:
         """The candidate sets tried in order; None is full domains (always last)."""
@@ -368,7 +372,8 @@ class Abduction(Estimator):
         observed = wanted >= 0
         sees = observed.any(dim=-1)  # [B]: the loss looks at this instance
         fixed = torch.nn.functional.one_hot(wanted.clamp(min=0), d).to(torch.bool)
-        order = w + _gumbel(w, self._noise_generator()) if self.sample else w  # the search's order
+        # what the search sees: the logits, or with sample=True the logits plus Gumbel noise of scale temperature
+        order = w + self.temperature * _gumbel(w, self._noise_generator()) if self.sample else w
         prios = value_priorities(order)
         y = torch.zeros_like(w)
         ok = torch.zeros(b, dtype=torch.bool, device=w.device)
