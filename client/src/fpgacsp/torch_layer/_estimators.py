@@ -242,7 +242,8 @@ class Widening(enum.Enum):
 
     NONE = "none"
     """One solve, every open variable over its full domain: the first solution in the network's order. Cheapest;
-    greedy where the constraints leave a choice (the first variable branched on takes its own top reading)."""
+    greedy where the constraints leave a choice (the first variable branched on keeps its own top reading, and
+    another variable takes the change)."""
     RANK = "rank"
     """Candidate sets of growing rank: every open variable restricted to its top 1, then its top 2, ... values,
     and full domains last; each instance takes the first rank at which a labelling exists. That approximates the
@@ -302,20 +303,25 @@ class Abduction(Estimator):
 
     - ``widening`` (:class:`Widening`): ``NONE`` (the default), one solve over full domains, the first labelling
       in the network's order; enough where the observed variables leave the rest (nearly) determined, as the
-      blanks of a Sudoku do for its givens. ``PROBABILITY`` and ``RANK``: candidate sets that widen step by step,
-      for tasks whose constraints leave a real choice: on digit addition the greedy first labelling hands the
-      first addend its own reading, a self-reinforcing fixed point. ``PROBABILITY`` widens the doubtful readings
-      first and is the better of the two there (see :class:`Widening`).
+      blanks of a Sudoku do for its givens, and where a misread can only be repaired one way. ``PROBABILITY``
+      (and ``RANK``): candidate sets that widen step by step, for constraints that leave a real choice of which
+      reading to overrule: on long additions the greedy labelling repairs a misread by changing whichever digit
+      the search branches on first, and those wrong labels spread through the carries. ``PROBABILITY`` keeps
+      the sure readings and widens the doubtful ones (see :class:`Widening`).
     - ``candidates``: your own candidate sets for the open variables instead (discretizers, narrowest first, e.g.
       ``(MinProbability(0.1), MinProbability(1e-3))``); full domains are always tried last. Not with ``RANK``.
-    - ``sample``: draw the labelling instead of taking the likeliest-first one: the search order (priorities, and
-      the ranks ``RANK`` widens by) comes from the logits plus Gumbel noise, so each value leads its variable's
+    - ``sample``: draw the labelling instead of taking the likeliest-first one: what the search sees (priorities,
+      and the candidate sets a widening tries) comes from the logits plus Gumbel noise, so each value leads its variable's
       order with its softmax probability (the Gumbel-max trick) and the labelling found is a sample of the
       network's belief restricted to what the constraints allow (perturb-and-MAP). That keeps a class the network
       has stopped predicting in play: with hard labels from its own top readings, such a class is never abduced
-      again (observed on digit addition: three digits lost for good without sampling, none with it). The gradient
-      stays ``relax(w) - y'`` at the unperturbed logits. ``seed``: reproducible noise, as for
-      :class:`Perturbed` (a CPU generator seeded once, advancing with each backward, pickled with the layer).
+      again (observed on digit addition with widening: three digits lost for good without sampling, none with
+      it). The gradient
+      stays ``relax(w) - y'`` at the unperturbed logits. ``temperature`` scales the noise (1: a sample of the
+      network's belief; 0: none); annealing it from 1 to 0 over training (exploration, then exploitation) is what
+      kept a good reader stable on long additions, where sampled misreads spread through the carries. ``seed``:
+      reproducible noise, as for :class:`Perturbed` (a CPU generator seeded once, advancing with each backward,
+      pickled with the layer).
 
     Cost: one batched solve of ``B`` instances per backward (more with widening, each of only the instances still
     without a labelling), through the same client (the same daemon) as the forward pass, in ``SOLVE`` mode with
