@@ -309,11 +309,11 @@ class Abduction(Estimator):
       the search branches on first, and those wrong labels spread through the carries. ``PROBABILITY`` keeps
       the sure readings and widens the doubtful ones (see :class:`Widening`).
     - ``candidates``: your own candidate sets for the open variables instead (discretizers, narrowest first, e.g.
-      ``(MinProbability(0.1), MinProbability(1e-3))``); full domains are always tried last. Not with ``RANK``.
+      ``(MinProbability(0.1), MinProbability(1e-3))``); full domains are always tried last. Not with a widening.
     - ``sample``: draw the labelling instead of taking the likeliest-first one: what the search sees (priorities,
-      and the candidate sets a widening tries) comes from the logits plus Gumbel noise, so each value leads its variable's
-      order with its softmax probability (the Gumbel-max trick) and the labelling found is a sample of the
-      network's belief restricted to what the constraints allow (perturb-and-MAP). That keeps a class the network
+      and the candidate sets a widening tries) comes from the logits plus Gumbel noise, so each value leads its
+      variable's order with its softmax probability (the Gumbel-max trick) and the labelling found is a sample of
+      the network's belief restricted to what the constraints allow (perturb-and-MAP). That keeps a class the network
       has stopped predicting in play: with hard labels from its own top readings, such a class is never abduced
       again (observed on digit addition with widening: three digits lost for good without sampling, none with
       it). The gradient
