@@ -304,8 +304,7 @@ def test_bad_options() -> None:
         Abduction(sample=True, temperature=-1.0)
     assert Abduction() == Abduction() != Abduction(candidates=(TopK(2),)) != Abduction(Widening.RANK)
     want = (
-        "Abduction(widening=<Widening.NONE: 'none'>, candidates=(TopK(k=2),), sample=False, seed=None, "
-        "temperature=1.0)"
+        "Abduction(widening=<Widening.NONE: 'none'>, candidates=(TopK(k=2),), sample=False, seed=None, temperature=1.0)"
     )
     assert repr(Abduction(candidates=(TopK(2),))) == want
 
