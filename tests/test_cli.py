@@ -188,13 +188,23 @@ def test_missing_file_and_bad_options_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert exc.value.code == 2
 
 
-def test_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src = tmp_path / "empty.txt"
-    src.write_text("# nothing\n")
-    out = tmp_path / "out.csv"
-    assert main(["solve", str(src), "--out", str(out)]) == 0
-    assert out.read_text() == ""
-    assert "0 puzzles" in capsys.readouterr().err
+def test_a_file_without_puzzles_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing to solve is a wrong or empty file, not a success (it used to exit 0)."""
+    for name, text in (("empty.txt", ""), ("comments.txt", "# nothing\n\n"), ("header.csv", "puzzle,solution\n")):
+        src = tmp_path / name
+        src.write_text(text)
+        out = tmp_path / "out.csv"
+        assert main(["solve", str(src), "--out", str(out)]) == 2
+        assert f"{src}: no puzzles found" in capsys.readouterr().err
+        assert not out.exists()  # checked before the output is opened
+
+
+def test_a_binary_file_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "puzzles.gz"
+    src.write_bytes(f"{PUZZLE_4}\n".encode() + bytes([0x1F, 0x8B, 0x08, 0x80, 0xFF]))
+    assert main(["solve", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert f"{src}: not a text file (byte 0x8b is not UTF-8)" in err and "codec" not in err
 
 
 def test_missing_engine_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,6 +113,20 @@ def test_json_log_lines_carry_event_and_fields() -> None:
     assert len(stream.getvalue().splitlines()) == 1
 
 
+def test_exc_info_attaches_the_traceback_not_a_field() -> None:
+    """``log_event(..., exc_info=True)`` used to land among the fields, printed as the literal ``true``."""
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    try:
+        raise RuntimeError("card on fire")
+    except RuntimeError:
+        log_event(get_logger("test"), logging.ERROR, "rpc_failed", method="Solve", exc_info=True)
+    configure_logging("json", "info")
+    line = json.loads(stream.getvalue().strip())
+    assert "exc_info" not in line and line["method"] == "Solve"
+    assert "Traceback" in line["exception"] and "RuntimeError: card on fire" in line["exception"]
+
+
 def test_text_log_lines() -> None:
     stream = io.StringIO()
     configure_logging("text", "debug", stream)

@@ -26,6 +26,16 @@ def test_register_is_content_addressed_and_idempotent() -> None:
     assert (entry.num_vars, entry.domain_size, entry.num_constraints) == (4, 3, 3)
 
 
+def test_a_huge_malformed_id_is_not_echoed_back_in_full() -> None:
+    reg = ProgramRegistry(RegistryConfig())
+    with pytest.raises(InvalidArgument) as info:
+        reg.get("z" * 10_000)
+    message = str(info.value)
+    assert message == f"program_id: expected 64 lowercase hex digits (SHA-256), got {'z' * 80!r}... (10000 characters)"
+    with pytest.raises(InvalidArgument, match=r"got 'xyz'$"):  # a short one is shown whole
+        reg.get("xyz")
+
+
 def test_get_unknown_is_not_found_and_malformed_is_invalid() -> None:
     reg = ProgramRegistry(RegistryConfig())
     with pytest.raises(NotFound, match=r"program_id: unknown program 0{64}"):

@@ -29,7 +29,7 @@ PROMETHEUS = DEPLOY / "prometheus"
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-system-deps.sh"
 # The example config differs from the defaults only in these keys (a real host serves beyond loopback).
 DEPLOYMENT_VALUES = ServerConfig(
-    listen=("unix:/run/fpgacsp/fpgacspd.sock", "0.0.0.0:50051"), metrics_listen="0.0.0.0:9464", shutdown_grace_s=30.0
+    listen=("unix:/run/fpgacsp/fpgacspd.sock", "127.0.0.1:50051"), metrics_listen="127.0.0.1:9464", shutdown_grace_s=30.0
 )
 
 

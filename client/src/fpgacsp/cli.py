@@ -194,11 +194,14 @@ def _connect(target: str, timeout: float) -> Client:
 
 def _load(path: str, limit: int | None) -> list[PuzzleRecord]:
     try:
-        return load_puzzle_file(path, limit)
+        records = load_puzzle_file(path, limit)
     except OSError as exc:
         raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:  # PuzzleFileError names the file and line
         raise _UsageError(str(exc)) from None
+    if not records:  # nothing to solve is a mistake (a wrong or empty file), not a success
+        raise _UsageError(f"{path}: no puzzles found (only blank lines, comments or a header)")
+    return records
 
 
 @contextmanager

@@ -20,10 +20,14 @@ def get_logger(name: str = "") -> logging.Logger:
     return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
 
 
-def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
-    """Log ``event`` with structured ``fields`` (JSON-serialisable; others are logged with ``str``)."""
+def log_event(logger: logging.Logger, level: int, event: str, *, exc_info: bool = False, **fields: Any) -> None:
+    """Log ``event`` with structured ``fields`` (JSON-serialisable; others are logged with ``str``).
+
+    ``exc_info=True`` attaches the exception being handled (its traceback goes to the record's ``exception``), as
+    for ``logging``; it is never a field.
+    """
     if logger.isEnabledFor(level):
-        logger.log(level, event, extra={_FIELDS: fields})
+        logger.log(level, event, exc_info=exc_info, extra={_FIELDS: fields})
 
 
 def _timestamp(created: float) -> str:

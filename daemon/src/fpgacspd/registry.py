@@ -53,8 +53,16 @@ class ProgramEntry:
 
 def check_program_id(program_id: str) -> str:
     if not _ID.fullmatch(program_id):
-        raise InvalidArgument(f"program_id: expected 64 lowercase hex digits (SHA-256), got {program_id!r}")
+        raise InvalidArgument(f"program_id: expected 64 lowercase hex digits (SHA-256), got {_shown(program_id)}")
     return program_id
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """``value`` for an error message: quoted, and cut after ``limit`` characters (a client's 10 kB id is not
+    echoed back in full into a status message and the logs)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 class ProgramRegistry:

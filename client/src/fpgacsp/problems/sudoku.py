@@ -165,20 +165,26 @@ def load_puzzle_file(path: PathLike, limit: int | None = None) -> list[PuzzleRec
     records: list[PuzzleRecord] = []
     first = True
     with Path(path).open(encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if limit is not None and len(records) >= limit:
-                break
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if first and _is_header(line):
+        try:
+            for lineno, raw in enumerate(f, start=1):
+                if limit is not None and len(records) >= limit:
+                    break
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                if first and _is_header(line):
+                    first = False
+                    continue
                 first = False
-                continue
-            first = False
-            try:
-                records.append(_parse_record(line))
-            except ValueError as exc:
-                raise PuzzleFileError(f"{path}:{lineno}: {exc}") from None
+                try:
+                    records.append(_parse_record(line))
+                except ValueError as exc:
+                    raise PuzzleFileError(f"{path}:{lineno}: {exc}") from None
+        except UnicodeDecodeError as exc:  # decoding is buffered: the byte is known, its line is not
+            raise PuzzleFileError(
+                f"{path}: not a text file (byte 0x{exc.object[exc.start]:02x} is not UTF-8); puzzle files are text, "
+                "one puzzle a line"
+            ) from None
     return records
 
 
