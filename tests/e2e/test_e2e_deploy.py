@@ -27,9 +27,12 @@ SYSUSERS = DEPLOY / "fpgacspd.sysusers"
 EXAMPLE = DEPLOY / "fpgacspd.toml"
 PROMETHEUS = DEPLOY / "prometheus"
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-system-deps.sh"
-# The example config differs from the defaults only in these keys (a real host serves beyond loopback).
+# The example config differs from the defaults only in these keys: a Unix socket beside loopback TCP and a metrics
+# endpoint, still on loopback (the daemon has no authentication yet, so nothing is exposed by default).
 DEPLOYMENT_VALUES = ServerConfig(
-    listen=("unix:/run/fpgacsp/fpgacspd.sock", "127.0.0.1:50051"), metrics_listen="127.0.0.1:9464", shutdown_grace_s=30.0
+    listen=("unix:/run/fpgacsp/fpgacspd.sock", "127.0.0.1:50051"),
+    metrics_listen="127.0.0.1:9464",
+    shutdown_grace_s=30.0,
 )
 
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from typing import Any
@@ -267,6 +268,8 @@ class Daemon:
 
 def _bind(server: grpc.aio.Server, address: str) -> str:
     """Add a listener; returns the address with the resolved port (``HOST:0`` gets the one the OS picked)."""
+    if address.startswith("unix:"):
+        _refuse_live_unix_socket(address)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as e:
@@ -277,6 +280,29 @@ def _bind(server: grpc.aio.Server, address: str) -> str:
         raise StartupError(f"server.listen: cannot bind {address}")
     host = address.rpartition(":")[0]
     return f"{host}:{port}"
+
+
+def _refuse_live_unix_socket(address: str) -> None:
+    """gRPC unlinks whatever is at a ``unix:`` path before binding, so a second daemon would silently take the
+    socket from a running one. Refuse, as for a TCP port in use: if something accepts a connection there, it is
+    alive; a socket file nobody listens on (left by a crash) is stale and may be replaced."""
+    path = address.removeprefix("unix:")
+    if path.startswith("//"):  # unix:///abs/path
+        path = path[2:]
+    if not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return  # stale: no listener behind the file
+    except OSError as e:
+        raise StartupError(f"server.listen: cannot bind {address}: {path} exists and cannot be probed ({e})") from e
+    else:
+        raise StartupError(f"server.listen: cannot bind {address}: a running process listens on {path}")
+    finally:
+        probe.close()
 
 
 def heartbeat_moved(previous: int | None, current: int) -> bool:
