@@ -3,7 +3,7 @@
 A user clones the project anywhere and runs the README's two commands; `.ci/run` does exactly that in an empty
 temporary directory. These checks catch the ways that could break again: a data file edited or missing, a file
 in data/ that its README does not describe, or code that reaches outside the checkout for its inputs (the data
-used to live in ``../shared/data``, beside the repository).
+used to live in a ``shared/data`` folder beside the repository).
 """
 
 from __future__ import annotations

@@ -230,11 +230,7 @@ class Perturbed(Estimator):
         return grad.to(ctx.logits.dtype)
 
     def _noise_generator(self) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        if self._generator is None:  # created on first use: a frozen dataclass, so set through object
-            object.__setattr__(self, "_generator", torch.Generator().manual_seed(int(self.seed)))
-        return self._generator
+        return _seeded_generator(self)
 
 
 class Widening(enum.Enum):
@@ -339,11 +335,7 @@ class Abduction(Estimator):
     name: ClassVar[str] = "abduction"
 
     def _noise_generator(self) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        if self._generator is None:  # created on first use: a frozen dataclass, so set through object
-            object.__setattr__(self, "_generator", torch.Generator().manual_seed(int(self.seed)))
-        return self._generator
+        return _seeded_generator(self)
 
     def __post_init__(self) -> None:
         if not isinstance(self.widening, Widening):
@@ -401,6 +393,16 @@ class Abduction(Estimator):
         with torch.no_grad():
             grad = (ctx.discretizer.relax(w) - y) * (ok[:, None, None].to(w.dtype) / b)
         return grad.to(ctx.logits.dtype)
+
+
+def _seeded_generator(est: Perturbed | Abduction) -> torch.Generator | None:
+    """The estimator's noise generator: None without a seed (torch's global one), else a CPU generator seeded once
+    and created on first use (the estimators are frozen dataclasses, so it is set through ``object``)."""
+    if est.seed is None:
+        return None
+    if est._generator is None:
+        object.__setattr__(est, "_generator", torch.Generator().manual_seed(int(est.seed)))
+    return est._generator
 
 
 def _gumbel(like: Tensor, generator: torch.Generator | None) -> Tensor:
