@@ -18,7 +18,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
 
-# A path that climbs out of the checkout towards a sibling folder: "../shared", parent / "shared", or a
+# A path that climbs out of the checkout towards a sibling folder: dot-dot then "shared", parent / "shared", or a
 # parents[...] chain ending in .parent before a folder name.
 OUTSIDE_PATTERNS = (
     re.compile(r"\.\./shared\b"),
