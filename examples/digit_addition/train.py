@@ -2,7 +2,7 @@
 
 Per example the layer gets logits ``[4N, 10]`` over :func:`fpgacsp.addition_program(N, carries=True)`'s
 variables: the CNN's readings at a's and b's digits, zeros (every value open) at the sum's digits and the carries.
-The target (``layer(logits, target=...)``) names the sum's digits and nothing else: no digit label is ever used.
+The labels (``layer(logits, labels=...)``) name the sum's digits and nothing else: no digit label is ever used.
 With :class:`fpgacsp.Abduction` (the default) the backward solves each example again with the sum fixed, the
 digits open and searched in the CNN's order, and trains the CNN toward that labelling: the likeliest-first
 reading that adds up. The loss is :func:`fpgacsp.hamming_loss` on the sum's digits (a monitor for Abduction, the
@@ -159,7 +159,7 @@ def train(
             images = augment(batch.images.reshape(b * n, 1, 8, 8), gen).reshape(batch.images.shape)
             logits = solver.logits(read(cnn, images))
             target = solver.target(batch)
-            out = solver.layer(logits, target=target)
+            out = solver.layer(logits, labels=target)
             loss = hamming_loss(out.values, target)
             opt.zero_grad()
             loss.backward()

@@ -10,7 +10,7 @@ compared with the solution; no label of a given cell is ever used. The blanks' l
 identity STE sends nothing to the CNN. :class:`fpgacsp.Abduction` (the default) solves the board again with the
 blanks fixed to their targets and the givens open, in the CNN's order, and trains the CNN toward the givens that
 the rules then imply; :class:`fpgacsp.Interpolation` and :class:`fpgacsp.Perturbed` reach the givens through
-solves at moved logits. The blanks' targets travel as ``layer(logits, target=...)``; the loss is
+solves at moved logits. The blanks' targets travel as ``layer(logits, labels=...)``; the loss is
 :func:`fpgacsp.hamming_loss` (or the squared error, ``--loss mse``).
 """
 
@@ -144,7 +144,7 @@ def train(
         for batch in bar:
             images = augment(batch.images[batch.given], gen)
             logits = board_logits(cnn, batch, images)
-            out = layer(logits, target=blank_target(batch) if config.regime == "b" else None)
+            out = layer(logits, labels=blank_target(batch) if config.regime == "b" else None)
             loss = regime_loss(config.regime, logits, out.values, batch, config.solver_weight, config.loss)
             opt.zero_grad()
             loss.backward()

@@ -25,7 +25,7 @@ class SymbolGrounding:
     compares the solved board with the solution on the BLANK cells only: no label of a given cell is ever seen,
     so the table can only learn what the symbols mean through the constraints linking givens and blanks.
     ``loss``: ``"mse"`` (squared error on the blanks, summed over cells, averaged over boards) or ``"hamming"``
-    (:func:`hamming_loss`); ``explicit_target``: pass the blanks' targets to the layer (``layer(x, target=...)``).
+    (:func:`hamming_loss`); ``explicit_target``: pass the blanks' targets to the layer (``layer(x, labels=...)``).
     """
 
     def __init__(
@@ -51,7 +51,7 @@ class SymbolGrounding:
 
     def loss(self) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.table[self.symbols] * self.given[..., None]
-        out = self.layer(x, target=self.blank_target if self.explicit_target else None)
+        out = self.layer(x, labels=self.blank_target if self.explicit_target else None)
         if self.loss_kind == "hamming":
             return hamming_loss(out.values, self.blank_target), out.values
         loss = (((out.values - self.target) ** 2) * self.blank).sum() / self.given.shape[0]

@@ -69,7 +69,7 @@ def blank_target(puzzles: np.ndarray, solutions: np.ndarray) -> torch.Tensor:
 
 def abduction_grad(layer: ConstraintLayer, x: torch.Tensor, target: torch.Tensor | None, loss: str = "mse") -> Any:
     x = x.clone().requires_grad_(True)
-    out = layer(x, target=target)
+    out = layer(x, labels=target)
     if loss == "hamming":
         assert target is not None
         value = hamming_loss(out.values, target)
@@ -253,7 +253,7 @@ def test_one_searching_solve_per_backward_even_under_a_propagating_layer(
     client = RecordingClient(solver)
     layer = ConstraintLayer(SUDOKU, "propagate", MinProbability(0.05), Abduction(), client=client)
     x = torch.zeros(len(puzzles), 16, 4, dtype=torch.float64, requires_grad=True)
-    out = layer(x, target=blank_target(puzzles, solutions))
+    out = layer(x, labels=blank_target(puzzles, solutions))
     hamming_loss(out.values, blank_target(puzzles, solutions)).backward()
     assert client.calls == [(len(puzzles), Mode.PROPAGATE), (len(puzzles), Mode.SOLVE)]
     assert x.grad is not None and bool(x.grad.any())
@@ -264,7 +264,7 @@ def test_never_called_under_no_grad(solver: LocalSolver, boards: tuple[np.ndarra
     client = RecordingClient(solver)
     layer = ConstraintLayer(SUDOKU, "solve", MinProbability(0.05), Abduction(), client=client)
     with torch.no_grad():
-        out = layer(torch.zeros(len(puzzles), 16, 4, requires_grad=True), target=blank_target(puzzles, solutions))
+        out = layer(torch.zeros(len(puzzles), 16, 4, requires_grad=True), labels=blank_target(puzzles, solutions))
     assert out.values.grad_fn is None
     assert client.calls == [(len(puzzles), Mode.SOLVE)]  # the forward's solve only
 

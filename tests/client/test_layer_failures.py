@@ -151,7 +151,7 @@ def test_inf_input(layer: ConstraintLayer, client: RecordingClient) -> None:
     )
 
 
-# --- the target (what the loss wants, for the estimators) ------------------------------------------------
+# --- the labels (what the loss wants, for the estimators) ------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -160,35 +160,35 @@ def test_inf_input(layer: ConstraintLayer, client: RecordingClient) -> None:
         (
             np.zeros((2, 16), dtype=np.int64),
             TypeError,
-            "target: expected a torch.Tensor of values (-1 where unobserved), got ndarray",
+            "labels: expected a torch.Tensor of values (-1 where unobserved), got ndarray",
         ),
         (
             torch.zeros(2, 16, 4),
             TypeError,
-            "target: expected integer values 0..3 (-1 where unobserved), got dtype torch.float32; pass values, not "
+            "labels: expected integer values 0..3 (-1 where unobserved), got dtype torch.float32; pass values, not "
             "one-hot rows (one_hot.argmax(-1))",
         ),
         (
             torch.zeros(2, 15, dtype=torch.int64),
             ValueError,
-            "target: expected shape [B, N] = [2, 16] to match the logits, got [2, 15]",
+            "labels: expected shape [B, N] = [2, 16] to match the logits, got [2, 15]",
         ),
         (
             torch.tensor([[0] * 15 + [4]] * 2),
             ValueError,
-            "target: values must be in [-1, 3] (-1 where unobserved), got 4 at [0, 15]",
+            "labels: values must be in [-1, 3] (-1 where unobserved), got 4 at [0, 15]",
         ),
         (
             torch.tensor([[-1] * 16, [-2] + [0] * 15]),
             ValueError,
-            "target: values must be in [-1, 3] (-1 where unobserved), got -2 at [1, 0]",
+            "labels: values must be in [-1, 3] (-1 where unobserved), got -2 at [1, 0]",
         ),
     ],
     ids=["not-a-tensor", "one-hot-floats", "shape", "too-large", "too-small"],
 )
-def test_bad_target(layer: ConstraintLayer, client: RecordingClient, target: Any, exc: type, message: str) -> None:
+def test_bad_labels(layer: ConstraintLayer, client: RecordingClient, target: Any, exc: type, message: str) -> None:
     with pytest.raises(exc) as info:
-        layer(torch.zeros(2, 16, 4), target=target)
+        layer(torch.zeros(2, 16, 4), labels=target)
     assert str(info.value) == message
     assert client.calls == []
 

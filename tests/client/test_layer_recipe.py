@@ -82,7 +82,7 @@ def test_the_documented_recipe_learns_on_every_seed(
         opt = torch.optim.Adam(model.parameters(), lr=0.01)
         for _ in range(STEPS):
             logits = model(inputs) * given[..., None]  # the reading at given cells, zeros (all open) at blanks
-            out = layer(logits, target=target)
+            out = layer(logits, labels=target)
             loss = hamming_loss(out.values, target)
             opt.zero_grad()
             loss.backward()

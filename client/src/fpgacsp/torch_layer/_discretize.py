@@ -26,7 +26,7 @@ __all__ = [
     "Threshold",
     "TopK",
     "check_logits",
-    "check_target",
+    "check_labels",
     "discretize_confident_argmax",
     "discretize_threshold",
     "discretize_top_k",
@@ -245,28 +245,28 @@ def check_logits(logits: object, num_vars: int | None = None, domain_size: int |
     return logits
 
 
-def check_target(target: object, shape: tuple[int, ...] | list[int]) -> Tensor:
-    """Check ``target``: an integer ``[B, N]`` tensor of wanted values ``0..D-1``, ``-1`` where nothing is wanted.
+def check_labels(labels: object, shape: tuple[int, ...] | list[int]) -> Tensor:
+    """Check ``labels``: an integer ``[B, N]`` tensor of wanted values ``0..D-1``, ``-1`` where nothing is wanted.
 
-    ``shape`` is the logits' ``[B, N, D]``. Raised before anything is solved, with messages that name ``target``.
+    ``shape`` is the logits' ``[B, N, D]``. Raised before anything is solved, with messages that name ``labels``.
     """
     b, n, d = (int(x) for x in shape)
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target: expected a torch.Tensor of values (-1 where unobserved), got {type(target).__name__}")
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels: expected a torch.Tensor of values (-1 where unobserved), got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(
-            f"target: expected integer values 0..{d - 1} (-1 where unobserved), got dtype {target.dtype}; "
+            f"labels: expected integer values 0..{d - 1} (-1 where unobserved), got dtype {labels.dtype}; "
             "pass values, not one-hot rows (one_hot.argmax(-1))"
         )
-    if list(target.shape) != [b, n]:
-        raise ValueError(f"target: expected shape [B, N] = [{b}, {n}] to match the logits, got {list(target.shape)}")
-    bad = (target < -1) | (target >= d)
+    if list(labels.shape) != [b, n]:
+        raise ValueError(f"labels: expected shape [B, N] = [{b}, {n}] to match the logits, got {list(labels.shape)}")
+    bad = (labels < -1) | (labels >= d)
     if bool(bad.any()):
         first = [int(i) for i in bad.nonzero()[0]]
         raise ValueError(
-            f"target: values must be in [-1, {d - 1}] (-1 where unobserved), got {int(target[tuple(first)])} at {first}"
+            f"labels: values must be in [-1, {d - 1}] (-1 where unobserved), got {int(labels[tuple(first)])} at {first}"
         )
-    return target
+    return labels
 
 
 def _as_float(logits: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ gets everything the forward pass knew (:class:`BackwardContext`) and the incomin
 point: estimators that solve again in the backward pass (Vlastelica et al.'s interpolation, which re-solves with
 the logits moved along the incoming gradient, or perturbation-based ones averaging solves under noise) need
 ``BackwardContext.resolve``; abductive learning solves again with what the loss wants fixed and needs to know
-which variables the loss observes (``BackwardContext.target``, from ``layer(logits, target=...)``).
+which variables the loss observes (``BackwardContext.labels``, from ``layer(logits, labels=...)``).
 :class:`IdentitySTE` and :class:`RelaxationSTE` never solve; :class:`Interpolation`, :class:`Perturbed` and
 :class:`Abduction` solve once more per backward (one batched call), through the same client as the forward pass,
 so the daemon that served the forward serves the backward too.
@@ -58,8 +58,8 @@ class BackwardContext:
     forward pass: one more solve per call, for estimators that need it. ``solve`` is the lower-level seam beneath
     it: explicit domains and priorities, the same program, client and options, and the statuses back too.
 
-    ``target`` is the explicit channel for what the loss wants: ``int64[B, N]``, the wanted value of every
-    variable the loss observes and ``-1`` elsewhere, as passed to ``layer(logits, target=...)`` (None when the
+    ``labels`` is the explicit channel for what the loss wants: ``int64[B, N]``, the wanted value of every
+    variable the loss observes and ``-1`` elsewhere, as passed to ``layer(logits, labels=...)`` (None when the
     caller passed none). :meth:`wanted` falls back on the incoming gradient when it is None.
     """
 
@@ -67,20 +67,20 @@ class BackwardContext:
     values: Tensor
     discretizer: Discretizer
     resolve: Callable[[Tensor], Tensor]
-    target: Tensor | None = None
+    labels: Tensor | None = None
     solve: DomainSolve | None = None
 
     def wanted(self, grad_values: Tensor) -> Tensor:
         """``int64[B, N]``: the value the loss wants of each variable, ``-1`` where it observes none.
 
-        The explicit ``target`` when the layer got one. Otherwise read off the gradient: a variable is observed
+        The explicit ``labels`` when the layer got them. Otherwise read off the gradient: a variable is observed
         where its gradient row is not all zero, and the wanted value is the one whose rise lowers the loss most
         (the row's argmin). That is exact for :func:`hamming_loss` (its gradient ``1 - 2t`` is nonzero on every
         observed variable) but not for a squared error, whose gradient vanishes on a variable that is already
-        right: such a variable then counts as unobserved. Pass ``target`` to be exact with any loss.
+        right: such a variable then counts as unobserved. Pass ``labels`` to be exact with any loss.
         """
-        if self.target is not None:
-            return self.target.to(device=self.logits.device, dtype=torch.int64)
+        if self.labels is not None:
+            return self.labels.to(device=self.logits.device, dtype=torch.int64)
         g = grad_values.detach()
         observed = (g != 0).any(dim=-1)
         return torch.where(observed, g.argmin(dim=-1), torch.full_like(observed, -1, dtype=torch.int64))
@@ -290,8 +290,8 @@ class Abduction(Estimator):
     instance whose abduction fails (UNSAT: what the loss wants contradicts the constraints, or LIMIT before a
     solution) or that observes nothing.
 
-    What the loss wants comes from ``layer(logits, target=...)`` (``int64[B, N]``, -1 where unobserved); without a
-    target it is read off the incoming gradient (:meth:`BackwardContext.wanted`: exact with
+    What the loss wants comes from ``layer(logits, labels=...)`` (``int64[B, N]``, -1 where unobserved); without
+    labels it is read off the incoming gradient (:meth:`BackwardContext.wanted`: exact with
     :func:`hamming_loss`). The loss's own gradient is otherwise unused: any loss that names the wanted values
     works, and its value is for monitoring.
 

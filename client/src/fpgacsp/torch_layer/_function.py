@@ -89,19 +89,19 @@ class SolveSpec:
 
 
 class SolveFunction(torch.autograd.Function):
-    """``(logits, spec, target) -> (values, status, nodes)``; ``status`` and ``nodes`` are not differentiable.
+    """``(logits, spec, labels) -> (values, status, nodes)``; ``status`` and ``nodes`` are not differentiable.
 
-    ``target`` (``int64[B, N]``, -1 where the loss does not look, or None) is what the loss wants of each
+    ``labels`` (``int64[B, N]``, -1 where the loss does not look, or None) is what the loss wants of each
     variable; it is only carried to the estimator, never differentiated.
     """
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx, logits: Tensor, spec: SolveSpec, target: Tensor | None = None
+        ctx: FunctionCtx, logits: Tensor, spec: SolveSpec, labels: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         values, status, nodes = spec.run(logits)
         ctx.spec = spec  # type: ignore[attr-defined]
-        ctx.target = target  # type: ignore[attr-defined]
+        ctx.labels = labels  # type: ignore[attr-defined]
         ctx.save_for_backward(logits, values)
         ctx.mark_non_differentiable(status, nodes)
         return values, status, nodes
@@ -123,7 +123,7 @@ class SolveFunction(torch.autograd.Function):
             values.detach(),
             spec.discretizer,
             spec.resolve,
-            target=ctx.target,
+            labels=ctx.labels,
             solve=spec.solve_domains,
         )
         grad = spec.estimator.backward(bctx, grad_values)

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from fpgacsp_proto.isa import Mode, Program, Status
 from torch import Tensor, nn
 
-from ._discretize import ConfidentArgmax, Discretizer, Threshold, check_logits, check_target
+from ._discretize import ConfidentArgmax, Discretizer, Threshold, check_labels, check_logits
 from ._estimators import Estimator, make_estimator
 from ._function import SolveFunction, SolverClient, SolveSpec
 
@@ -60,7 +60,7 @@ class ConstraintLayer(nn.Module):
             ``"identity"`` (:class:`IdentitySTE`), ``"relaxation"`` (:class:`RelaxationSTE`),
             ``"interpolation"`` (:class:`Interpolation`, Vlastelica et al.), ``"perturbed"``
             (:class:`Perturbed`, Berthet et al.) or ``"abduction"`` (:class:`Abduction`, abductive learning: the
-            one that learns from the solver alone; pass ``target`` to the forward). See docs/layer.md for which
+            one that learns from the solver alone; pass ``labels`` to the forward). See docs/layer.md for which
             estimator goes with which loss.
         target: where to solve, for :func:`fpgacsp.connect` (``"host:port"``, ``"unix:///path"``, ``"local"``);
             the default when no ``client`` is given is ``"local"``. Each process connects on first use.
@@ -100,16 +100,16 @@ class ConstraintLayer(nn.Module):
         self._connected: SolverClient | None = None  # our own connection to ``target``, for ``_pid`` only
         self._pid = 0
 
-    def forward(self, logits: Tensor, target: Tensor | None = None) -> SolverOutput:
+    def forward(self, logits: Tensor, labels: Tensor | None = None) -> SolverOutput:
         """Discretize, solve and return :class:`SolverOutput`; the inputs are checked before anything is sent.
 
-        ``target`` (optional, ``int64[B, N]``): the value the loss wants of each variable it observes, ``-1``
-        elsewhere. The forward ignores it; it reaches the estimator (:class:`Abduction` fixes those values in its
-        second solve) and is the same tensor :func:`hamming_loss` takes.
+        ``labels`` (optional, ``int64[B, N]``): the value the loss wants of each variable it observes, ``-1``
+        elsewhere (the convention of an ``ignore_index``). The forward ignores them; they reach the estimator
+        (:class:`Abduction` fixes those values in its second solve) and are the tensor :func:`hamming_loss` takes.
         """
         check_logits(logits, self.program.num_vars, self.program.domain_size)
-        if target is not None:
-            target = check_target(target, logits.shape).detach()
+        if labels is not None:
+            labels = check_labels(labels, logits.shape).detach()
         spec = SolveSpec(
             program=self.program,
             mode=self.mode,
@@ -120,7 +120,7 @@ class ConstraintLayer(nn.Module):
             node_limit=self.node_limit,
             timeout=self.timeout,
         )
-        values, status, nodes = SolveFunction.apply(logits, spec, target)
+        values, status, nodes = SolveFunction.apply(logits, spec, labels)
         return SolverOutput(values, status, nodes)
 
     @property

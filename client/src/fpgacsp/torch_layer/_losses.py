@@ -6,7 +6,7 @@ right variable, 2 for a wrong one, 1 for an empty domain), but it is written in 
 ``sum_{n observed} <1 - 2 t_n, y_n> + 1``, so its gradient ``1 - 2 t`` names the wanted value of every observed
 variable whatever the output is. The squared error's gradient ``2 (y - t)`` vanishes on a variable that is already
 right and is a difference of two one-hots elsewhere: :class:`Interpolation` then moves fewer logits, and
-:class:`Abduction` without an explicit target cannot tell that a right variable is observed. Note what neither
+:class:`Abduction` without explicit labels cannot tell that a right variable is observed. Note what neither
 loss fixes: an UNSAT board (all-zero output) scores better than a wholly wrong completion, so with estimators
 that only follow the loss's gradient (identity, relaxation) a network can lower either loss by making every board
 UNSAT; drop unsolved boards from such a loss, or use :class:`Abduction`, whose gradient is a cross-entropy toward
@@ -18,22 +18,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._discretize import check_target
+from ._discretize import check_labels
 
 __all__ = ["hamming_loss"]
 
 
-def hamming_loss(values: Tensor, target: Tensor) -> Tensor:
+def hamming_loss(values: Tensor, labels: Tensor) -> Tensor:
     """Wrong values per instance, averaged over the batch: ``sum_{b, n: t >= 0} |y[b, n] - onehot(t[b, n])|_1 / B``.
 
-    ``values`` is the layer's output ``[B, N, D]`` (0/1), ``target`` ``int64[B, N]`` with the wanted value of each
-    observed variable and ``-1`` elsewhere (the same tensor ``layer(logits, target=...)`` takes). A variable whose
+    ``values`` is the layer's output ``[B, N, D]`` (0/1), ``labels`` ``int64[B, N]`` with the wanted value of each
+    observed variable and ``-1`` elsewhere (the same tensor ``layer(logits, labels=...)`` takes). A variable whose
     solved value is right adds 0, a wrong one 2 (one value too many, one missing), an empty domain (UNSAT) 1: on
     0/1 outputs the same values as the squared error. Written in its linear form, so the gradient is
     ``(1 - 2 t) / B`` on observed variables and 0 elsewhere, also
     where the value is already right (an ``abs`` would give 0 there).
     """
-    target = check_target(target, values.shape)
-    observed = (target >= 0).to(values.dtype)[..., None]
-    t = torch.nn.functional.one_hot(target.clamp(min=0), values.shape[-1]).to(values.dtype)
+    labels = check_labels(labels, values.shape)
+    observed = (labels >= 0).to(values.dtype)[..., None]
+    t = torch.nn.functional.one_hot(labels.clamp(min=0), values.shape[-1]).to(values.dtype)
     return ((values * (1 - 2 * t) + t) * observed).sum() / values.shape[0]
