@@ -59,7 +59,7 @@ class EpochRecord:
 
 
 class AdditionSolver:
-    """The task's view of the layer: images in, logits over the program's variables, and the sum target."""
+    """The task's view of the layer: images in, logits over the program's variables, and the sum as labels."""
 
     def __init__(self, client: object, num_digits: int, ste: Estimator | str, p: float, timeout: float = 60.0):
         self.k = num_digits
@@ -81,7 +81,7 @@ class AdditionSolver:
         rest = torch.zeros(b, self.program.num_vars - 2 * self.k, BASE, dtype=readings.dtype)
         return torch.cat([readings, rest], dim=1)
 
-    def target(self, batch: AdditionBatch) -> Tensor:
+    def labels(self, batch: AdditionBatch) -> Tensor:
         """``int64[B, 4N]``: the sum's digits at its variables, -1 (unobserved) at the addends and carries."""
         t = torch.full((len(batch), self.program.num_vars), -1, dtype=torch.int64)
         t[:, 2 * self.k : 3 * self.k + 1] = batch.sum_digits
@@ -158,9 +158,9 @@ def train(
             b, n = batch.images.shape[:2]
             images = augment(batch.images.reshape(b * n, 1, 8, 8), gen).reshape(batch.images.shape)
             logits = solver.logits(read(cnn, images))
-            target = solver.target(batch)
-            out = solver.layer(logits, labels=target)
-            loss = hamming_loss(out.values, target)
+            labels = solver.labels(batch)
+            out = solver.layer(logits, labels=labels)
+            loss = hamming_loss(out.values, labels)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(cnn.parameters(), config.clip)
