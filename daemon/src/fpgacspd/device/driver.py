@@ -7,7 +7,8 @@ program means: :class:`fpgacspd.device.register_device.RegisterDevice` builds jo
 Faults are detected here and raised as :class:`DeviceFault` with a ``kind`` the metrics count: no progress
 within the job timeout (``timeout``), a device error (``device_error``), a completion that fails its checks
 (``bad_completion``), a job that ended with an error code (``job_error``). A lost interrupt is not a fault:
-the driver polls the completion ring when no interrupt came for ``irq_poll_s`` and counts it.
+the driver polls the completion ring when no interrupt came for ``irq_poll_s``, and counts one lost when a
+completion it found that way still has no interrupt one more ``irq_poll_s`` later.
 """
 
 from __future__ import annotations
@@ -201,10 +202,17 @@ class Driver:
         while not tags <= done.keys():
             fired = wait_interrupt(self._irq_fds, self.timeouts.irq_poll_s)
             new = self._drain()
+            if new and not fired:
+                # A card writes the completion, then signals: a poll that timed out in between finds it without
+                # its interrupt. Give the interrupt one more poll interval before calling it lost, and drain again
+                # for whatever else that interrupt announces (an eventfd coalesces several into one read).
+                fired = wait_interrupt(self._irq_fds, self.timeouts.irq_poll_s)
+                if fired:
+                    new.update(self._drain())
+                else:
+                    self.lost_interrupts += 1
             if 1 in fired or self._halted():
                 self._raise_device_error()
-            if new and not fired:
-                self.lost_interrupts += 1
             done.update(new)
             progress = self._check_progress(progress, bool(new))
         return done

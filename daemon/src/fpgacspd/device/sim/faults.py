@@ -18,6 +18,7 @@ class Fault(enum.Enum):
     CORRUPT = "corrupt"  # the completion is written with a flipped bit after its CRC was computed
     SLOW = "slow"  # the completion comes ``slow_us`` late
     DROP_IRQ = "drop_irq"  # the completion is written but its interrupt is never signalled
+    LATE_IRQ = "late_irq"  # the interrupt follows the completion ``late_irq_us`` later: a slow path, not a fault
     WEDGE = "wedge"  # the job hangs and soft reset no longer takes: only a function-level reset helps
 
 

@@ -62,6 +62,7 @@ class SimParams:
     slots: int = 64
     program_memory_kib: int = 65_536
     slow_us: int = 200_000  # extra latency of a SLOW fault
+    late_irq_us: int = 10_000  # how long after its completion a LATE_IRQ interrupt is signalled
 
 
 @dataclass
@@ -297,7 +298,17 @@ class SimDevice:
             self._regs[regs.CQ_TAIL.OFFSET] = tail
             self._regs[regs.PERF_JOBS.OFFSET] = (self._regs[regs.PERF_JOBS.OFFSET] + 1) & 0xFFFFFFFF
             self._perf["cycles"] += cycles
+            if fault is Fault.LATE_IRQ:  # the completion is visible now, its interrupt comes later
+                timer = threading.Timer(self.params.late_irq_us / 1e6, self._late_irq, (generation,))
+                timer.daemon = True
+                timer.start()
+                return
             self._raise_irq(regs.IRQ_STATUS.COMPLETION, vector=0, drop=fault is Fault.DROP_IRQ)
+
+    def _late_irq(self, generation: int) -> None:
+        with self._cond:
+            if generation == self._generation and not self._closed:  # a reset in between drops it
+                self._raise_irq(regs.IRQ_STATUS.COMPLETION, vector=0)
 
     # ------------------------------------------------------------------ jobs
     def _dispatch(self, opcode: int, desc: Descriptor, generation: int) -> tuple[JobCode, int, int]:
