@@ -153,7 +153,7 @@ def render_recovery(rows: Sequence[RecoveryRow]) -> list[str]:
     out += [
         "",
         "Recovery = detection (the job timeout for a hang; at once for an error interrupt or a bad completion; "
-        "one interrupt poll for a lost interrupt, which needs no reset) + soft reset + the known-answer "
+        "two interrupt polls for a lost interrupt, which needs no reset) + soft reset + the known-answer "
         "self-test + the rerun. A wedged card also waits out the soft-reset timeout before the function-level "
         "reset.",
     ]
