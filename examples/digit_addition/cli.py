@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 progress=not args.no_progress,
             )
-            runs[n] = train(cnn, train_data, test_data, solver, client, config)
+            runs[n] = train(cnn, train_data, test_data, solver, config)
             args.out.mkdir(parents=True, exist_ok=True)
             torch.save(cnn.state_dict(), args.out / f"cnn_n{n}.pt")
     settings["wall_s"] = round(time.perf_counter() - t_start, 1)

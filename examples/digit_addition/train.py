@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from fpgacsp import addition_program
-from fpgacsp.torch_layer import Abduction, ConstraintLayer, Estimator, MinProbability, hamming_loss
+from fpgacsp.torch_layer import Abduction, ConstraintLayer, Estimator, MinProbability, SolverClient, hamming_loss
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from examples.visual_sudoku.model import DigitCNN, augment
+from examples.visual_sudoku.pipeline import TimedClient
 
 from .data import BASE, AdditionBatch, AdditionData
 
@@ -61,7 +62,7 @@ class EpochRecord:
 class AdditionSolver:
     """The task's view of the layer: images in, logits over the program's variables, and the sum as labels."""
 
-    def __init__(self, client: object, num_digits: int, ste: Estimator | str, p: float, timeout: float = 60.0):
+    def __init__(self, client: SolverClient, num_digits: int, ste: Estimator | str, p: float, timeout: float = 60.0):
         self.k = num_digits
         self.program = addition_program(num_digits, BASE, carries=True)
         self.layer = ConstraintLayer(
@@ -69,7 +70,7 @@ class AdditionSolver:
             mode="solve",
             discretize=MinProbability(p),
             ste=ste,
-            client=client,  # type: ignore[arg-type]
+            client=client,
             priorities=True,
             node_limit=100_000,
             timeout=timeout,
@@ -126,15 +127,19 @@ def train(
     train_data: AdditionData,
     test_data: AdditionData,
     solver: AdditionSolver,
-    timer: object,
     config: TrainConfig,
     log: Callable[[str], None] = print,
 ) -> list[EpochRecord]:
-    """Train ``cnn`` through ``solver``'s layer; one record per epoch, plus epoch 0 (the untrained network)."""
+    """Train ``cnn`` through ``solver``'s layer; one record per epoch, plus epoch 0 (the untrained network).
+
+    The solver seconds come from the layer's client when it is a :class:`TimedClient` (0 otherwise).
+    """
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(cnn.parameters(), lr=config.lr)
+    client = solver.layer.client
+    timer = client if isinstance(client, TimedClient) else TimedClient(None)
     start = time.perf_counter()
     digit_acc, sum_acc = evaluate(cnn, test_data)
     records = [EpochRecord(0, 0.0, 0.0, 0.0, 0.0, digit_acc, sum_acc, 0.0, 0)]
@@ -144,7 +149,7 @@ def train(
     for epoch in range(1, config.epochs + 1):
         cnn.train()
         solver.layer.ste = _explore(solver.layer.ste, epoch, config)
-        t0, solver0 = time.perf_counter(), getattr(timer, "seconds", 0.0)
+        t0, solver0 = time.perf_counter(), timer.seconds
         loss_sum, right, seen, steps, abduced = 0.0, 0, 0, 0, 0
         bar = tqdm(
             train_data.batches(config.batch_size, rng),
@@ -185,7 +190,7 @@ def train(
             epoch,
             loss_sum / max(seen, 1),
             train_s,
-            getattr(timer, "seconds", 0.0) - solver0,
+            timer.seconds - solver0,
             right / max(seen, 1),
             digit_acc,
             sum_acc,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from fpgacsp_proto.isa import Mode, Status
 
-from .sudoku import sudoku_domains, sudoku_program
+from .sudoku import box_for_cells, sudoku_domains, sudoku_program
 
 __all__ = ["SudokuBoards", "count_solutions", "generate_sudoku", "random_sudoku_solution"]
 
@@ -60,7 +60,7 @@ def random_sudoku_solution(rng: np.random.Generator, box: int = 3) -> np.ndarray
 
 def count_solutions(client: Any, puzzles: np.ndarray) -> np.ndarray:
     """How many solutions each puzzle of ``int64[B, S*S]`` has, capped at 2: 1 means unique, 0 none."""
-    box = round(puzzles.shape[1] ** 0.25)
+    box = box_for_cells(puzzles.shape[1])
     result = client.solve(sudoku_program(box), sudoku_domains(puzzles), mode=Mode.SOLVE, max_solutions=2)
     solved = np.asarray(result.status) == int(Status.SOLVED)
     found = np.asarray(result.solutions)
