@@ -55,9 +55,9 @@ class WrongDevice(RegisterDevice):
 
     def run_batch(
         self, program_id: str, program: Program, domains: np.ndarray, priorities: np.ndarray | None,
-        options: SolveOptions,
+        options: SolveOptions, deadline: float | None = None,
     ) -> BatchResult:  # fmt: skip
-        res = super().run_batch(program_id, program, domains, priorities, options)
+        res = super().run_batch(program_id, program, domains, priorities, options, deadline)
         return replace(res, nodes=res.nodes + 1)
 
 
@@ -117,6 +117,7 @@ class FlakyDevice:
     lost: bool = False
     calls: list[str] = field(default_factory=list)
     threads: set[str] = field(default_factory=set)
+    by_thread: list[tuple[str, str]] = field(default_factory=list)  # (call, thread), in call order
     resets: int = 0
     backend: str = "fake"
     inner: RegisterDevice = field(default_factory=sim_device)
@@ -124,6 +125,7 @@ class FlakyDevice:
     def _note(self, what: str) -> None:
         self.calls.append(what)
         self.threads.add(threading.current_thread().name)
+        self.by_thread.append((what, threading.current_thread().name))
 
     def load_program(self, program_id: str, program: Program) -> None:
         self._note("load")
@@ -135,13 +137,19 @@ class FlakyDevice:
 
     def run_batch(
         self, program_id: str, program: Program, domains: np.ndarray, priorities: np.ndarray | None,
-        options: SolveOptions,
+        options: SolveOptions, deadline: float | None = None,
     ) -> BatchResult:  # fmt: skip
         self._note("run")
         if self.failures > 0:
             self.failures -= 1
             raise (DeviceLost if self.lost else DeviceFailure)("device: timeout (after 2 resets and retries)")
-        return self.inner.run_batch(program_id, program, domains, priorities, options)
+        return self.inner.run_batch(program_id, program, domains, priorities, options, deadline)
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+    def activity(self) -> float:
+        return self.inner.activity()
 
     def status(self) -> DeviceInfo:
         self._note("status")
@@ -170,7 +178,7 @@ def solve_one(worker: DeviceWorker) -> BatchResult:
     return asyncio.run(main())
 
 
-def test_worker_runs_every_call_on_one_dedicated_thread() -> None:
+def test_worker_runs_every_device_call_on_one_dedicated_thread_and_status_on_another() -> None:
     dev = FlakyDevice()
     worker = DeviceWorker(dev)
     try:
@@ -178,13 +186,23 @@ def test_worker_runs_every_call_on_one_dedicated_thread() -> None:
         async def main() -> None:
             report = await worker.self_test()
             assert report.passed and worker.state == DeviceState.READY
+            solve = asyncio.ensure_future(worker.run_batch(*_known_batch()))
             await asyncio.gather(*(worker.status() for _ in range(5)))
+            await solve
 
         asyncio.run(main())
-        assert len(dev.threads) == 1 and next(iter(dev.threads)).startswith("fpgacsp-device")
-        assert threading.current_thread().name not in dev.threads
+        jobs = {t for what, t in dev.by_thread if what != "status"}
+        statuses = {t for what, t in dev.by_thread if what == "status"}
+        assert len(jobs) == 1 and next(iter(jobs)).startswith("fpgacsp-device")
+        assert len(statuses) == 1 and next(iter(statuses)).startswith("fpgacsp-status")
+        assert threading.current_thread().name not in jobs | statuses
     finally:
         worker.close()
+
+
+def _known_batch() -> tuple[str, Program, np.ndarray, None, SolveOptions]:
+    ka = known_answers()[0]
+    return program_id(ka.program), ka.program, np.array([ka.domains], dtype=np.uint64), None, ka.options
 
 
 def test_worker_fails_only_the_batch_when_the_device_gives_up() -> None:

@@ -35,6 +35,7 @@ class Events:
         self.faults: Counter[str] = Counter()
         self.resets: Counter[str] = Counter()
         self.retries = 0
+        self.aborts = 0
 
     def device_fault(self, kind: str) -> None:
         self.faults[kind] += 1
@@ -44,6 +45,9 @@ class Events:
 
     def device_retry(self) -> None:
         self.retries += 1
+
+    def device_aborted(self) -> None:
+        self.aborts += 1
 
 
 def make(plan: FaultPlan | None = None, max_retries: int = 2, slow_us: int = 100_000) -> tuple[RegisterDevice, Events]:

@@ -39,6 +39,8 @@ class DeviceInfo:
     faults: int = 0
     programs_loaded: int = 0
     heartbeat: int = -1  # the card's HEARTBEAT register when the status was taken (-1: not read)
+    card_nodes: int = 0  # the card's PERF_NODES counter then: climbs while a job searches
+    busy_s: float = 0.0  # how long the device call running then had run (0: the device thread was idle)
 
 
 class Device(Protocol):
@@ -59,11 +61,22 @@ class Device(Protocol):
         domains: np.ndarray,
         priorities: np.ndarray | None,
         options: SolveOptions,
+        deadline: float | None = None,
     ) -> BatchResult:
-        """Solve ``domains`` (uint64[B, N]); loads the program first when it is not resident."""
+        """Solve ``domains`` (uint64[B, N]); loads the program first when it is not resident. Past ``deadline``
+        (``time.monotonic()``) the job is aborted and the batch raises ``DeadlineExpired``."""
         ...
 
-    def status(self) -> DeviceInfo: ...
+    def abort(self) -> None:
+        """Abort the batch running now; safe from any thread."""
+
+    def activity(self) -> float:
+        """``time.monotonic()`` of the last sign of life of a call running on the device thread."""
+        ...
+
+    def status(self) -> DeviceInfo:
+        """Safe from any thread, also while a batch runs: never waits for a job."""
+        ...
 
     def self_test(self) -> SelfTestReport:
         """Known answers through the device (:func:`fpgacspd.selftest.run_self_test`)."""

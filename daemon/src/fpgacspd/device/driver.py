@@ -13,6 +13,7 @@ completion it found that way still has no interrupt one more ``irq_poll_s`` late
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -94,7 +95,7 @@ class Done:
 
 @dataclass(frozen=True)
 class DriverTimeouts:
-    job_s: float = 10.0  # no completion and no PERF_INSTANCES progress for this long: the job hangs
+    job_s: float = 10.0  # no completion, no instance finished and no search node for this long: the job hangs
     irq_poll_s: float = 0.05  # no interrupt for this long: look at the completion ring anyway
     reset_s: float = 1.0  # STATUS.READY must return this soon after a (soft or function) reset
 
@@ -106,6 +107,9 @@ class Driver:
         self.t = transport
         self.timeouts = timeouts or DriverTimeouts()
         self.lost_interrupts = 0
+        self.aborts = 0  # RUN jobs the driver asked the card to abort (deadline passed, or abort())
+        self.last_tick = time.monotonic()  # the last time a wait loop ran: the device thread lives
+        self._abort = threading.Event()
         self._check_identity()
         self.caps = Capabilities.read(transport)
         self._jq_log2 = min(queue_log2, self.caps.jq_max_log2, self.caps.cq_max_log2)
@@ -195,11 +199,27 @@ class Driver:
         self.t.write32(regs.JQ_TAIL.OFFSET, self._tail)
         return tag
 
-    def wait(self, tags: set[int]) -> dict[int, Done]:
-        """Wait until every job in ``tags`` completed; raises :class:`DeviceFault` on any fault."""
+    def abort(self) -> None:
+        """From now on (any thread may call it) every :meth:`wait` aborts its RUN jobs, the running one too: they
+        complete ``ABORTED``. For a device that is being closed, so that no search holds its thread."""
+        self._abort.set()
+
+    def wait(self, tags: set[int], deadline: float | None = None) -> dict[int, Done]:
+        """Wait until every job in ``tags`` completed; raises :class:`DeviceFault` on any fault.
+
+        Once ``deadline`` (``time.monotonic()``) has passed, or :meth:`abort` was called, the card is told to
+        abort (``CTRL.ABORT``, repeated until every job in ``tags`` has completed: each write stops the RUN
+        job running then), so the jobs complete ``ABORTED`` instead of running to their node limit.
+        """
         done: dict[int, Done] = {}
-        progress = (self.t.read32(regs.PERF_INSTANCES.OFFSET), time.monotonic())
+        progress = (self._progress(), time.monotonic())
+        aborting = False
         while not tags <= done.keys():
+            self.last_tick = time.monotonic()
+            if aborting or self._abort.is_set() or (deadline is not None and self.last_tick >= deadline):
+                self.aborts += not aborting
+                aborting = True
+                self.t.write32(regs.CTRL.OFFSET, regs.CTRL.ENABLE.mask | regs.CTRL.ABORT.mask)
             fired = wait_interrupt(self._irq_fds, self.timeouts.irq_poll_s)
             new = self._drain()
             if new and not fired:
@@ -215,6 +235,7 @@ class Driver:
                 self._raise_device_error()
             done.update(new)
             progress = self._check_progress(progress, bool(new))
+        self.last_tick = time.monotonic()
         return done
 
     def _drain(self) -> dict[int, Done]:
@@ -258,16 +279,21 @@ class Driver:
         name = DeviceError(code).name if code in DeviceError._value2member_map_ else str(code)
         raise DeviceFault("device_error", f"ERROR.CODE {name} (job tag {tag}); the device halted")
 
-    def _check_progress(self, last: tuple[int, float], completed: bool) -> tuple[int, float]:
-        """Hang detection: neither a completion nor an instance finished within the job timeout."""
+    def _progress(self) -> tuple[int, int]:
+        """What a working engine moves: instances finished and search nodes (a single long search finishes no
+        instance for a long time, but its node count climbs; a hung engine moves neither)."""
+        return self.t.read32(regs.PERF_INSTANCES.OFFSET), self.t.read32(regs.PERF_NODES_LO.OFFSET)
+
+    def _check_progress(self, last: tuple[tuple[int, int], float], completed: bool) -> tuple[tuple[int, int], float]:
+        """Hang detection: no completion, no instance finished and no node searched within the job timeout."""
         now = time.monotonic()
         if completed:
             return last[0], now
         if now - last[1] < self.timeouts.irq_poll_s:
-            return last  # an interrupt woke us; the progress counter need not be read yet
-        instances = self.t.read32(regs.PERF_INSTANCES.OFFSET)
-        if instances != last[0]:
-            return instances, now
+            return last  # an interrupt woke us; the progress counters need not be read yet
+        counters = self._progress()
+        if counters != last[0]:
+            return counters, now
         if now - last[1] > self.timeouts.job_s:
             stuck = sorted(self._outstanding)
             raise DeviceFault("timeout", f"no progress for {self.timeouts.job_s:g} s; outstanding tags {stuck}")

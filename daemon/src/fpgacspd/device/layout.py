@@ -35,6 +35,7 @@ class JobCode(enum.IntEnum):
     BAD_PROGRAM = 3  # LOAD of bytes that do not decode to a valid ISA v1 program
     OVER_CAPABILITY = 4  # more variables, a larger domain or more instances than the CAP_* registers allow
     BAD_ADDRESS = 5  # a buffer address that is not mapped, or a program range outside program memory
+    ABORTED = 6  # RUN stopped by CTRL.ABORT before it finished; no results were written
 
 
 class DeviceError(enum.IntEnum):

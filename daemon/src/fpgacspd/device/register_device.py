@@ -11,6 +11,7 @@ with :class:`~fpgacspd.errors.DeviceFailure` and only its requests get INTERNAL.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from fpgacsp_proto.isa import Program
 
 from ..engine import BatchResult, SolveOptions
 from ..engine.batch import empty_result
-from ..errors import DeviceFailure, DeviceLost, InvalidArgument
+from ..errors import DeadlineExpired, DeviceFailure, DeviceLost, InvalidArgument, Unavailable
 from ..logs import get_logger, log_event
 from ..selftest import SelfTestReport, run_self_test
 from . import _regmap as regs
@@ -45,6 +46,8 @@ class DeviceEvents(Protocol):
 
     def device_retry(self) -> None: ...
 
+    def device_aborted(self) -> None: ...
+
 
 class _NoEvents:
     def device_fault(self, kind: str) -> None:
@@ -54,6 +57,9 @@ class _NoEvents:
         pass
 
     def device_retry(self) -> None:
+        pass
+
+    def device_aborted(self) -> None:
         pass
 
 
@@ -113,10 +119,11 @@ class RegisterDevice:
         domains: np.ndarray,
         priorities: np.ndarray | None,
         options: SolveOptions,
+        deadline: float | None = None,
     ) -> BatchResult:
         doms = check_domains(domains, program.num_vars, program.domain_size)
         prios = check_priorities(priorities, len(doms), program.num_vars, program.domain_size)
-        res = self._recovered(lambda: self._run(program_id, program, doms, prios, options))
+        res = self._recovered(lambda: self._run(program_id, program, doms, prios, options, deadline))
         lost, self._lost_seen = self.driver.lost_interrupts - self._lost_seen, self.driver.lost_interrupts
         for _ in range(lost):  # found by polling the completion ring; no reset needed
             self.events.device_fault("lost_interrupt")
@@ -131,10 +138,24 @@ class RegisterDevice:
         )
         return res
 
+    def abort(self) -> None:
+        """Stop the batch running now and every later one (any thread may call it): their RUN jobs are aborted on
+        the card and they raise ``Unavailable``. Used when the daemon stops, so no search holds the device thread."""
+        self.driver.abort()
+
+    def activity(self) -> float:
+        return self.driver.last_tick
+
     def status(self) -> DeviceInfo:
-        """The daemon's tallies plus the card's HEARTBEAT, read now: a status proves the card answers."""
+        """The daemon's tallies plus the card's HEARTBEAT and node counter, read now: a status proves the card
+        answers, and a node count that climbs between two statuses shows a long job is working, not hung.
+
+        Called from any thread, also while a batch runs on the device thread: it only reads registers and an
+        immutable record, so it never waits for a job."""
         heartbeat = self.transport.read32(regs.HEARTBEAT.OFFSET)
-        return replace(self._info, programs_loaded=len(self._resident), heartbeat=heartbeat)
+        t = self.transport
+        nodes = t.read32(regs.PERF_NODES_LO.OFFSET) | t.read32(regs.PERF_NODES_HI.OFFSET) << 32
+        return replace(self._info, programs_loaded=len(self._resident), heartbeat=heartbeat, card_nodes=nodes)
 
     def self_test(self) -> SelfTestReport:
         return run_self_test(self)
@@ -264,8 +285,10 @@ class RegisterDevice:
         doms: np.ndarray,
         prios: np.ndarray | None,
         options: SolveOptions,
+        deadline: float | None,
     ) -> BatchResult:
         slot = self._load(program_id, program).slot
+        started = time.monotonic()
         batch, n, d = len(doms), program.num_vars, program.domain_size
         words, prio_bytes = batch * n * 8, (batch * n * d if prios is not None else 0)
         self._arena = _grow(self.transport, self._arena, 2 * words + prio_bytes + batch * RESULT.itemsize + 4 * 64)
@@ -278,7 +301,7 @@ class RegisterDevice:
         for lo in range(0, batch, step):
             hi = min(batch, lo + step)
             while self.driver.free_entries < 1:  # more jobs than ring entries: let some finish first
-                self._collect(pending, self.driver.wait({next(iter(pending))}))
+                self._collect(pending, self.driver.wait({next(iter(pending))}, deadline), deadline, started)
             tag = self.driver.submit(
                 Opcode.RUN, mode=int(options.mode), slot=slot, items=hi - lo,
                 flags=FLAG_PRIORITIES if prios is not None else 0,
@@ -289,15 +312,32 @@ class RegisterDevice:
             )  # fmt: skip
             pending[tag] = (lo, hi)
         while pending:
-            self._collect(pending, self.driver.wait(set(pending)))
+            self._collect(pending, self.driver.wait(set(pending), deadline), deadline, started)
         return _results(dst, out, batch, n)
 
-    @staticmethod
-    def _collect(pending: dict[int, tuple[int, int]], done: dict) -> None:
+    def _collect(self, pending: dict[int, tuple[int, int]], done: dict, deadline: float | None, started: float) -> None:
+        aborted = False
         for tag, completion in done.items():
-            if completion.code != JobCode.OK:
-                raise DeviceFault("job_error", f"RUN job {tag} answered {completion.code.name}")
             pending.pop(tag, None)
+            if completion.code == JobCode.ABORTED:
+                aborted = True
+            elif completion.code != JobCode.OK:
+                raise DeviceFault("job_error", f"RUN job {tag} answered {completion.code.name}")
+        if not aborted:
+            return
+        while pending:  # the batch's other jobs are aborted too (the driver keeps asking): collect them
+            done = self.driver.wait(set(pending), deadline)
+            for tag in done:
+                pending.pop(tag, None)
+        self.events.device_aborted()
+        expired = deadline is not None and time.monotonic() >= deadline
+        log_event(_log, logging.WARNING, "batch_aborted", reason="deadline" if expired else "stopping")
+        if expired:
+            raise DeadlineExpired(
+                f"deadline: passed while the batch ran on the device; its job was aborted after "
+                f"{time.monotonic() - started:.3f} s"
+            )
+        raise Unavailable("device: the job was aborted because the daemon is stopping; retry on another daemon")
 
 
 def _grow(t: Transport, buf: DmaBuffer | None, size: int) -> DmaBuffer:

@@ -12,15 +12,17 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
 from fpgacsp_proto.isa import Program
 
 from ..engine import BatchResult, SolveOptions
-from ..errors import DeviceFailure, DeviceLost
+from ..errors import DeviceFailure, DeviceLost, Unavailable
 from ..logs import get_logger, log_event
 from ..selftest import SelfTestReport
 from .base import Device, DeviceInfo, DeviceState
@@ -40,6 +42,9 @@ class DeviceWorker:
         self.device = device
         self.state = DeviceState.STARTING
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fpgacsp-device")
+        # Status reads registers only and must never wait behind a job, so it has a thread of its own.
+        self._status_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fpgacsp-status")
+        self._busy_since: float | None = None  # when the device call running now started (device thread)
         self._closed = threading.Event()
         self.on_state_change: Callable[[DeviceState], None] | None = None
 
@@ -53,7 +58,28 @@ class DeviceWorker:
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(*args)`` on the device thread, after every call submitted before it."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        return await loop.run_in_executor(self._executor, functools.partial(self._timed, fn, *args))
+
+    def _timed(self, fn: Callable[..., T], *args: object) -> T:
+        self._busy_since = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            self._busy_since = None
+
+    def thread_alive(self, within_s: float) -> bool:
+        """The device thread is idle, or the call it runs showed life within ``within_s`` (the device's
+        ``activity()``: the driver's wait loop ticks every poll interval while a job runs)."""
+        since = self._busy_since
+        if since is None:
+            return True
+        return time.monotonic() - max(since, self.device.activity()) < within_s
+
+    @property
+    def busy_s(self) -> float:
+        """How long the device call running now has run; 0 when the device thread is idle."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
 
     async def run_batch(
         self,
@@ -62,15 +88,34 @@ class DeviceWorker:
         domains: np.ndarray,
         priorities: np.ndarray | None,
         options: SolveOptions,
+        deadline: float | None = None,
     ) -> BatchResult:
-        """One batch. The device recovers from faults itself; what still fails fails this batch only."""
+        """One batch. The device recovers from faults itself; what still fails fails this batch only.
+
+        A batch queued behind the one that failed the device is not run on a FAILED device: it is answered
+        UNAVAILABLE (retry elsewhere, or once the recovery brought the device back)."""
+        if self.state == DeviceState.FAILED:
+            raise Unavailable("device: failed; the daemon is trying to recover it (see fpgacsp status); retry")
         try:
-            return await self.call(self.device.run_batch, program_id, program, domains, priorities, options)
+            return await self.call(self._run_batch, program_id, program, domains, priorities, options, deadline)
         except DeviceFailure as e:
             log_event(_log, logging.ERROR, "device_batch_failed", error=e.message, program_id=program_id)
             if isinstance(e, DeviceLost):
                 self.set_state(DeviceState.FAILED)
             raise
+
+    def _run_batch(
+        self,
+        program_id: str,
+        program: Program,
+        domains: np.ndarray,
+        priorities: np.ndarray | None,
+        options: SolveOptions,
+        deadline: float | None,
+    ) -> BatchResult:
+        if self.state == DeviceState.FAILED:  # it failed while this batch waited for the device thread
+            raise Unavailable("device: failed; the daemon is trying to recover it (see fpgacsp status); retry")
+        return self.device.run_batch(program_id, program, domains, priorities, options, deadline)
 
     async def self_test(self) -> SelfTestReport:
         report = await self.call(self.device.self_test)
@@ -95,7 +140,10 @@ class DeviceWorker:
         return report
 
     async def status(self) -> DeviceInfo:
-        return await self.call(self.device.status)
+        """The device's status, read on the status thread: never behind a running job."""
+        loop = asyncio.get_running_loop()
+        info = await loop.run_in_executor(self._status_executor, self.device.status)
+        return replace(info, busy_s=self.busy_s)
 
     def _after_self_test(self, report: SelfTestReport) -> None:
         if self.state == DeviceState.DRAINING:
@@ -103,9 +151,11 @@ class DeviceWorker:
         self.set_state(DeviceState.READY if report.passed else DeviceState.FAILED)
 
     def close(self) -> None:
-        """Wait for the running call, then stop the thread and release the device."""
+        """Abort the running batch, drop queued calls, stop the threads and release the device."""
         if self._closed.is_set():
             return
         self._closed.set()
-        self._executor.shutdown(wait=True)
+        self.device.abort()  # a long search must not hold the stop: the card aborts it at its next node
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._status_executor.shutdown(wait=True)
         self.device.close()

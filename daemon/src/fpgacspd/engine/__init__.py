@@ -2,7 +2,7 @@
 
 from .batch import BatchResult, reference_solve_batch
 from .compiled import CompiledProgram, compile_program
-from .fast import FastEngine
+from .fast import FastEngine, SolveControl
 from .reference import DEFAULT_NODE_LIMIT, DEFAULT_OPTIONS, Result, SolveOptions
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "CompiledProgram",
     "FastEngine",
     "Result",
+    "SolveControl",
     "SolveOptions",
     "compile_program",
     "reference_solve_batch",

@@ -415,8 +415,12 @@ def grow(a, used):
 @njit(cache=True, nogil=True)
 def solve_range(kind, start, scope, coeff, flag, param, table, tstart, vstart, vcons, count_row, ncount, dsize,
                 domains, prios, has_prio, mode, node_limit, max_solutions, first, step,
-                out_domains, out_status, out_nodes, out_solutions, out_sweeps):
+                out_domains, out_status, out_nodes, out_solutions, out_sweeps, control):
     """Solve instances ``first, first + step, ...`` of a batch; scratch is allocated once per call.
+
+    ``control`` is shared with other threads while this runs: ``control[0] != 0`` asks to abort (checked at
+    every search node; the instances not yet finished keep status 0), and ``control[1 + first]`` counts the
+    nodes this call has searched, so a watcher can tell a long search from a hung one.
 
     A search frame holds a parent's fixpoint (domains and holder counts) and its branch (variable,
     value); the right child is made from it when the frame is popped.
@@ -441,6 +445,8 @@ def solve_range(kind, start, scope, coeff, flag, param, table, tstart, vstart, v
     stack_var = np.empty(64, dtype=np.int64)
     stack_val = np.empty(64, dtype=np.int64)
     for b in range(first, domains.shape[0], step):
+        if control[0] != 0:
+            return
         prio = prios[b if has_prio else 0]
         out = out_domains[b]
         copy_words(cur, domains[b])
@@ -449,6 +455,7 @@ def solve_range(kind, start, scope, coeff, flag, param, table, tstart, vstart, v
             sw = propagate(kind, start, scope, coeff, flag, param, table, tstart, vstart, vcons, count_row, dsize,
                            cur, counts, nxt, vstamp, cstamp, dirty, n_dirty, changed, counter)
             out_nodes[b] = 1
+            control[1 + first] += 1
             out_sweeps[b] = abs(sw)
             if sw < 0:
                 out[:] = U0
@@ -471,7 +478,10 @@ def solve_range(kind, start, scope, coeff, flag, param, table, tstart, vstart, v
             if nodes == node_limit:
                 hit_limit = True
                 break
+            if control[0] != 0:
+                return
             nodes += 1
+            control[1 + first] += 1
             sw = propagate(kind, start, scope, coeff, flag, param, table, tstart, vstart, vcons, count_row, dsize,
                            cur, counts, nxt, vstamp, cstamp, dirty, n_dirty, changed, counter)
             sweeps += abs(sw)

@@ -24,6 +24,29 @@ from .reference import DEFAULT_OPTIONS, SolveOptions
 _NO_PRIORITIES = np.zeros((1, 1, 1), dtype=np.uint8)
 
 
+class SolveControl:
+    """Abort and progress of one running :meth:`FastEngine.solve`, shared with other threads.
+
+    ``abort()`` stops the solve at the next search node of each of its threads (what a card's job abort
+    does); ``nodes`` is the number of nodes searched so far, read while it runs: a search that keeps
+    counting is slow, not hung.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.words = np.zeros(1 + max(1, threads), dtype=np.int64)  # [abort, nodes of thread 0, 1, ...]
+
+    def abort(self) -> None:
+        self.words[0] = 1
+
+    @property
+    def aborted(self) -> bool:
+        return bool(self.words[0])
+
+    @property
+    def nodes(self) -> int:
+        return int(self.words[1:].sum())
+
+
 class FastEngine:
     """Batched solver. ``threads`` defaults to the CPU count; batches below ``min_parallel_batch`` run inline."""
 
@@ -43,9 +66,12 @@ class FastEngine:
         priorities: np.ndarray | None = None,
         options: SolveOptions = DEFAULT_OPTIONS,
         out: BatchResult | None = None,
+        control: SolveControl | None = None,
     ) -> BatchResult:
         """Solve a batch. ``out`` (zeroed, from :func:`empty_result`) receives the results as instances finish:
-        an instance's status turns non-zero when it is done, which a caller may watch from another thread."""
+        an instance's status turns non-zero when it is done, which a caller may watch from another thread.
+        ``control`` (from :meth:`control`) lets another thread abort the solve and watch its progress; an
+        aborted solve returns early with the unfinished instances' status still 0."""
         cp = program if isinstance(program, CompiledProgram) else compile_program(program)
         doms = check_domains(domains, cp.num_vars, cp.domain_size)
         prios = check_priorities(priorities, len(doms), cp.num_vars, cp.domain_size)
@@ -53,14 +79,23 @@ class FastEngine:
         if res.domains.shape != doms.shape:
             raise ValueError(f"out: expected results for {list(doms.shape)}, got {list(res.domains.shape)}")
         batch = len(doms)
+        ctl = control if control is not None else self.control()
+        if len(ctl.words) < 1 + min(self.threads, batch):
+            raise ValueError(f"control: made for {len(ctl.words) - 1} threads, this engine runs {self.threads}")
         if self.threads == 1 or batch < self.min_parallel_batch:
-            self._run(cp, doms, prios, options, res, 0, 1)
+            self._run(cp, doms, prios, options, res, 0, 1, ctl.words)
             return res
         step = min(self.threads, batch)
-        futures = [self._executor().submit(self._run, cp, doms, prios, options, res, t, step) for t in range(step)]
+        futures = [
+            self._executor().submit(self._run, cp, doms, prios, options, res, t, step, ctl.words) for t in range(step)
+        ]
         for f in futures:
             f.result()
         return res
+
+    def control(self) -> SolveControl:
+        """A fresh abort and progress handle for one :meth:`solve` on this engine."""
+        return SolveControl(self.threads)
 
     def close(self) -> None:
         with self._lock:
@@ -83,11 +118,12 @@ class FastEngine:
         res: BatchResult,
         first: int,
         step: int,
+        control: np.ndarray,
     ) -> None:
         _kernels.solve_range(
             cp.kind, cp.start, cp.scope, cp.coeff, cp.flag, cp.param, cp.table, cp.table_start, cp.var_start,
             cp.var_cons, cp.count_row, cp.num_count_rows, cp.domain_size,
             doms, _NO_PRIORITIES if prios is None else prios, prios is not None,
             int(options.mode), options.node_limit, options.max_solutions, first, step,
-            res.domains, res.status, res.nodes, res.solutions, res.sweeps,
+            res.domains, res.status, res.nodes, res.solutions, res.sweeps, control,
         )  # fmt: skip

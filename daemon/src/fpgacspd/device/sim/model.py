@@ -20,7 +20,7 @@ import numpy as np
 from fpgacsp_proto.encoding import decode_program
 from fpgacsp_proto.isa import Mode, Neq, Program, make_program
 
-from ...engine import BatchResult, CompiledProgram, FastEngine, SolveOptions
+from ...engine import BatchResult, CompiledProgram, FastEngine, SolveControl, SolveOptions
 from ...engine.batch import empty_result
 from .. import _regmap as regs
 from ..layout import (
@@ -42,6 +42,7 @@ from .faults import Fault, FaultPlan
 DmaResolver = Callable[[int, int], np.ndarray]  # (iova, nbytes) -> uint8 view, raises DmaFault
 _BY_OFFSET = {r.OFFSET: r for r in regs.REGISTERS}
 _RESET_KEEPS = {r.OFFSET for r in regs.REGISTERS if r.NAME.startswith(("PERF_", "SCRATCH", "HEARTBEAT", "CAP_"))}
+_NODE_COUNTER = {regs.PERF_NODES_LO.OFFSET: 0, regs.PERF_NODES_HI.OFFSET: 32}
 _WIDE_COUNTERS = {  # 64-bit counters kept as Python ints, read as LO/HI halves
     regs.PERF_CYCLES_LO.OFFSET: ("cycles", 0), regs.PERF_CYCLES_HI.OFFSET: ("cycles", 32),
     regs.PERF_SWEEPS_LO.OFFSET: ("sweeps", 0), regs.PERF_SWEEPS_HI.OFFSET: ("sweeps", 32),
@@ -88,6 +89,7 @@ class SimDevice:
         self._generation = 0
         self._run_jobs = 0  # RUN jobs fetched since power-on: the fault plan's clock
         self._running: BatchResult | None = None  # the RUN job on the engine now, filled as instances finish
+        self._control: SolveControl | None = None  # its abort and node count
         self._warm_up()
         self.power_on()
         self._thread = threading.Thread(target=self._sequencer, name="fpgacsp-sim-card", daemon=True)
@@ -124,6 +126,8 @@ class SimDevice:
         if self._wedged:
             return  # the WEDGE fault: the sequencer no longer answers CTRL.SOFT_RESET
         self._generation += 1  # a job running now is abandoned: its completion is never written
+        if self._control is not None:
+            self._control.abort()  # and its engine stops at the next node, so the sequencer is free at once
         for off, reg in _BY_OFFSET.items():
             if off not in _RESET_KEEPS:
                 self._regs[off] = reg.RESET
@@ -143,6 +147,8 @@ class SimDevice:
             if offset == regs.PERF_INSTANCES.OFFSET and self._running is not None:
                 finished = int(np.count_nonzero(self._running.status))  # status 0: still running
                 return (self._regs[offset] + finished) & 0xFFFFFFFF
+            if offset in _NODE_COUNTER and self._control is not None:  # nodes count while a job searches
+                return ((self._perf["nodes"] + self._control.nodes) >> _NODE_COUNTER[offset]) & 0xFFFFFFFF
             perf = self._perf_register(offset)
             return perf if perf is not None else self._regs.get(offset, 0)
 
@@ -168,6 +174,8 @@ class SimDevice:
             self._regs[offset] = new
             if offset == regs.CTRL.OFFSET and value & regs.CTRL.SOFT_RESET.mask:
                 self._soft_reset_locked()
+            elif offset == regs.CTRL.OFFSET and value & regs.CTRL.ABORT.mask and self._control is not None:
+                self._control.abort()  # the engine stops at its next node; _run completes the job ABORTED
             self._cond.notify_all()  # a doorbell, ENABLE or anything else the sequencer waits on
 
     def _window_access(self, value: int | None) -> int:
@@ -364,17 +372,25 @@ class SimDevice:
             prio = self._dma(desc.prio_addr, count * n * d).reshape(count, n, d)
         options = SolveOptions(Mode(desc.mode), desc.node_limit, desc.max_solutions)
         res = empty_result(count, n)
+        control = self._engine.control()
         with self._cond:
-            self._running = res  # PERF_INSTANCES counts its finished instances while it runs
+            if generation != self._generation:
+                return JobCode.OK, 0, 0  # reset before it started: the completion is dropped anyway
+            # PERF_INSTANCES counts its finished instances while it runs, PERF_NODES its search nodes
+            self._running, self._control = res, control
         try:
-            self._engine.solve(slot.compiled, src, prio, options, out=res)
+            self._engine.solve(slot.compiled, src, prio, options, out=res, control=control)
         finally:
             with self._cond:
-                self._running = None
+                self._running, self._control = None, None
+                if control.aborted:  # the nodes it searched were work the engine did
+                    self._perf["nodes"] += control.nodes
         sweeps, nodes = int(res.sweeps.sum()), int(res.nodes.sum())
         with self._cond:  # a reset stops the DMA engine: nothing of an abandoned job reaches host memory
             if generation != self._generation:
                 return JobCode.OK, 0, 0  # the completion is dropped anyway
+            if control.aborted:
+                return JobCode.ABORTED, 0, 0
             dst[:] = res.domains
             out["status"], out["solutions"], out["nodes"], out["sweeps"] = (
                 res.status,
@@ -396,6 +412,8 @@ class SimDevice:
     def close(self) -> None:
         with self._cond:
             self._closed = True
+            if self._control is not None:
+                self._control.abort()
             self._cond.notify_all()
         self._thread.join()
         self._engine.close()
