@@ -50,10 +50,13 @@ class FakeDevice:
     fail: Callable[[ProgramEntry], bool] = lambda e: False
     priorities: list[np.ndarray | None] = field(default_factory=list)
     delay_s: float = 0.0
+    deadlines: list[float | None] = field(default_factory=list)
 
     async def __call__(
-        self, entry: ProgramEntry, domains: np.ndarray, priorities: np.ndarray | None, options: SolveOptions
-    ) -> BatchResult:
+        self, entry: ProgramEntry, domains: np.ndarray, priorities: np.ndarray | None, options: SolveOptions,
+        deadline: float | None = None,
+    ) -> BatchResult:  # fmt: skip
+        self.deadlines.append(deadline)
         self.batches.append((entry.program_id, len(domains), 0, options))
         self.seen_tags.extend(int(x) // 1000 for x in domains[:, 0])
         self.seen_rows.extend(int(x) for x in domains[:, 0])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import os
 import socket
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -83,16 +85,28 @@ def test_observations_land_in_the_right_series() -> None:
 
 
 def test_http_endpoint_on_a_free_port() -> None:
-    m = Metrics()
-    host, port = m.serve("127.0.0.1", 0)
-    try:
-        assert host == "127.0.0.1" and port > 0
-        m.set_queue_depth(3)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            body = r.read().decode()
-        assert samples(body)[("fpgacsp_queue_depth", ())] == 3
-    finally:
-        m.shutdown()
+    """The endpoint runs on the caller's event loop: serving it starts no thread."""
+
+    def get(url: str) -> str:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return str(r.read().decode())
+
+    async def main() -> None:
+        m = Metrics()
+        threads = threading.active_count()
+        host, port = await m.serve("127.0.0.1", 0)
+        try:
+            assert host == "127.0.0.1" and port > 0
+            assert threading.active_count() == threads
+            m.set_queue_depth(3)
+            body = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
+            assert samples(body)[("fpgacsp_queue_depth", ())] == 3
+        finally:
+            await m.shutdown()
+        with pytest.raises(OSError):
+            await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
+
+    asyncio.run(main())
 
 
 def test_two_metrics_objects_do_not_share_series() -> None:

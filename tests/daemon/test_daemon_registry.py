@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from fpgacsp_proto.encoding import encode_program, program_id
 from fpgacsp_proto.isa import AllDiff, Neq, Program, make_program
 from fpgacspd.config import RegistryConfig
 from fpgacspd.errors import InvalidArgument, NotFound, ResourceExhausted
-from fpgacspd.registry import ProgramEntry, ProgramRegistry
+from fpgacspd.registry import ProgramEntry, ProgramRegistry, estimated_footprint
 
 
 def chain(n: int, d: int = 3) -> Program:
@@ -129,3 +131,63 @@ def test_list_orders_by_last_use_and_counts_entries() -> None:
     reg.use(a.program_id)
     assert [e.program_id for e in reg.list()] == [b.program_id, a.program_id]
     assert a.last_used_unix_ms >= a.registered_unix_ms > 0
+
+
+def test_the_estimated_memory_of_held_programs_is_capped_by_lru_eviction() -> None:
+    removed: list[str] = []
+    one = estimated_footprint(len(encode_program(chain(10))))
+    reg = ProgramRegistry(RegistryConfig(max_total_bytes=3 * one), on_remove=lambda e: removed.append(e.program_id))
+    a, _ = reg.register(chain(10, 3))
+    b, _ = reg.register(chain(10, 4))
+    c, _ = reg.register(chain(10, 5))
+    assert reg.total_bytes == a.footprint + b.footprint + c.footprint <= 3 * one
+    d, _ = reg.register(chain(10, 6))  # one more of the same size: the least recently used goes
+    assert removed == [a.program_id] and reg.total_bytes <= 3 * one
+    reg.release(d.program_id)
+    assert reg.total_bytes == b.footprint + c.footprint
+
+
+def test_a_program_larger_than_the_whole_registry_or_than_what_pinned_ones_leave_is_resource_exhausted() -> None:
+    one = estimated_footprint(len(encode_program(chain(10))))
+    reg = ProgramRegistry(RegistryConfig(max_total_bytes=2 * one))
+    with pytest.raises(ResourceExhausted, match=r"program: an estimated \d+ bytes in memory exceed "
+                                                r"registry.max_total_bytes = \d+"):  # fmt: skip
+        reg.register(chain(40))
+    reg.register(chain(10, 3), pin=True)
+    reg.register(chain(10, 4), pin=True)
+    full = r"registry: pinned programs hold an estimated \d+ bytes and this one needs \d+ more \(registry.max_total"
+    with pytest.raises(ResourceExhausted, match=full + r"_bytes = \d+\); release one"):
+        reg.register(chain(10, 5))
+    assert len(reg) == 2
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        make_program(1000, 8, [Neq(i % 1000, (i + 1) % 1000, i % 5) for i in range(20_000)]),
+        make_program(200, 64, [AllDiff(tuple(range(k, k + 60)), exact=False) for k in range(0, 140, 2)]),
+        make_program(81, 9, [AllDiff(tuple(range(r * 9, r * 9 + 9))) for r in range(9)]),
+    ],
+    ids=["neq", "wide-alldiff", "rows"],
+)
+def test_the_footprint_estimate_bounds_what_a_held_program_really_takes(program: Program) -> None:
+    """The estimate the memory cap counts must not undercount: measure the decoded program with tracemalloc."""
+    from fpgacsp_proto.convert import program_from_proto, program_to_proto
+
+    msg = program_to_proto(program)
+    tracemalloc.start()
+    try:
+        decoded = program_from_proto(msg)
+        taken, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    estimate = ProgramRegistry(RegistryConfig()).prepare(decoded).footprint
+    assert taken <= estimate <= 6 * taken + 4096, (taken, estimate)  # never under, at most a few times over
+
+
+def test_prepare_checks_and_names_without_changing_the_registry() -> None:
+    reg = ProgramRegistry(RegistryConfig(max_constraints=2))
+    prepared = reg.prepare(chain(3))
+    assert prepared.program_id == program_id(chain(3)) and len(reg) == 0 and reg.total_bytes == 0
+    with pytest.raises(ResourceExhausted, match=r"program.constraints: 3 constraints exceed registry.max_constraints"):
+        reg.prepare(chain(4))

@@ -198,7 +198,9 @@ def test_solve_input_errors_are_invalid_argument_naming_the_field() -> None:
             (solve_request(pid, p, good, priorities=b"\x00" * 5), grpc.StatusCode.INVALID_ARGUMENT,
              "priorities: expected 54 bytes (uint8[2, 3, 9]), got 5"),
             (solve_request(pid, p, good, node_limit=2**63), grpc.StatusCode.INVALID_ARGUMENT,
-             "node_limit: must be at most 2^63 - 1"),
+             "node_limit: 9223372036854775808 exceeds this daemon's solve.max_node_limit = 100000000"),
+            (solve_request(pid, p, good, node_limit=100_000_001), grpc.StatusCode.INVALID_ARGUMENT,
+             "node_limit: 100000001 exceeds this daemon's solve.max_node_limit = 100000000"),
             (solve_request(pid, p, good, max_solutions=2**64 - 1), grpc.StatusCode.INVALID_ARGUMENT,
              "max_solutions: must be at most 2^63 - 1"),
             (solve_request("f" * 64, p, good), grpc.StatusCode.NOT_FOUND, "program_id: unknown program ffff"),
@@ -209,7 +211,7 @@ def test_solve_input_errors_are_invalid_argument_naming_the_field() -> None:
             assert (got_code, message) == (code, details[: len(message)]), details
         stats = await call(admin.GetStats, admin_pb2.GetStatsRequest())
         counts = {(m.method, m.code): m.count for m in stats.requests}
-        assert counts[("Solve", "INVALID_ARGUMENT")] == 9 and counts[("Solve", "NOT_FOUND")] == 1
+        assert counts[("Solve", "INVALID_ARGUMENT")] == 10 and counts[("Solve", "NOT_FOUND")] == 1
         assert counts[("RegisterProgram", "OK")] == 1
         assert core.batcher.stats.submitted == 0  # nothing bad reached the batcher
 

@@ -34,7 +34,11 @@ from .registry import ProgramEntry
 _log = get_logger("batcher")
 DRAINING = "daemon: draining (shutting down), not accepting new work; retry on another daemon"
 
-RunBatch = Callable[[ProgramEntry, np.ndarray, "np.ndarray | None", SolveOptions], Awaitable[BatchResult]]
+# (program, domains, priorities, options, deadline): the deadline is the latest of the batch's requests' own
+# deadlines (None when one of them has none): past it nobody waits for the answer, so the device may abort.
+RunBatch = Callable[
+    [ProgramEntry, np.ndarray, "np.ndarray | None", SolveOptions, "float | None"], Awaitable[BatchResult]
+]
 
 
 class BatchObserver(Protocol):
@@ -358,9 +362,11 @@ class Batcher:
         self._in_flight = batch
         domains = np.concatenate([r.domains for r in batch]) if len(batch) > 1 else first.domains
         total = len(domains)
+        deadlines = [r.deadline for r in batch]
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
         try:
             try:
-                result = await self._run_batch(first.entry, domains, _merge_priorities(batch), first.options)
+                result = await self._run_batch(first.entry, domains, _merge_priorities(batch), first.options, deadline)
                 if result.batch_size != total:
                     raise DeviceFailure(f"device: returned {result.batch_size} rows for a batch of {total}")
                 error: DaemonError | None = None

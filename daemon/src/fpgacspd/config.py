@@ -20,6 +20,7 @@ from .device.sim.faults import FaultPlan
 from .device.transport import TransportError
 from .device.vfio import parse_bdf
 from .engine import DEFAULT_NODE_LIMIT
+from .metrics_http import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
 
 ENV_PREFIX = "FPGACSPD_"
 LOG_FORMATS = ("json", "text")
@@ -36,6 +37,9 @@ class ConfigError(ValueError):
 class ServerConfig:
     listen: tuple[str, ...] = ("127.0.0.1:50051",)
     metrics_listen: str = ""  # empty: no metrics endpoint
+    metrics_max_connections: int = DEFAULT_MAX_CONNECTIONS  # one more is closed at once
+    metrics_read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # for a whole request head (and a kept-alive idle wait)
+    metrics_write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S  # for a whole response
     shutdown_grace_s: float = 30.0
 
 
@@ -52,11 +56,13 @@ class RegistryConfig:
     max_vars: int = 65_536
     max_constraints: int = 1_048_576
     max_program_bytes: int = 16 << 20
+    max_total_bytes: int = 2 << 30  # estimated memory of every program held (LRU eviction of unpinned ones)
 
 
 @dataclass(frozen=True)
 class SolveConfig:
     default_node_limit: int = DEFAULT_NODE_LIMIT
+    max_node_limit: int = 100_000_000  # the most search nodes one request may ask for, per instance
     max_request_instances: int = 65_536
 
 
@@ -69,6 +75,8 @@ class DeviceConfig:
     irq_poll_ms: int = 50  # no interrupt for this long: look at the completion ring anyway (lost interrupts)
     reset_timeout_ms: int = 1_000  # STATUS.READY must return this soon after a reset
     max_retries: int = 2  # resets and reruns of a faulted batch before it fails with INTERNAL
+    recovery_backoff_ms: int = 1_000  # a FAILED device is reset and self-tested again after this long ...
+    recovery_backoff_max_ms: int = 60_000  # ... doubling up to this
     sim_faults: str = ""  # sim: injected faults, e.g. "hang@5,corrupt/40" (docs/device.md)
     sim_slow_us: int = 200_000  # sim: the delay of a "slow" fault
 
@@ -164,6 +172,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "listen", "--listen", "addresses", _ADDR_HELP),
     Setting("server", "metrics_listen", "--metrics-listen", "str", "HOST:PORT of the Prometheus endpoint; empty: none",
             check=_metrics_address),
+    Setting("server", "metrics_max_connections", "--metrics-max-connections", "int", "metrics connections open at "
+            "once; one more is closed at once", 1, 65_536),
+    Setting("server", "metrics_read_timeout_s", "--metrics-read-timeout-s", "float", "seconds a metrics request head "
+            "may take to arrive, in all", 0.001, 3600),
+    Setting("server", "metrics_write_timeout_s", "--metrics-write-timeout-s", "float", "seconds a metrics response "
+            "may take to send", 0.001, 3600),
     Setting("server", "shutdown_grace_s", "--shutdown-grace-s", "float", "seconds a SIGTERM drain may take", 0),
     Setting("batching", "max_batch", "--max-batch", "int", "instances per device batch", 1, MAX_LIMIT),
     Setting("batching", "max_delay_us", "--max-delay-us", "int", "microseconds a request waits for companions", 0,
@@ -174,7 +188,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("registry", "max_vars", "--max-vars", "int", "variables per program", 1, 1 << 20),
     Setting("registry", "max_constraints", "--max-constraints", "int", "constraints per program", 0, 1 << 22),
     Setting("registry", "max_program_bytes", "--max-program-bytes", "int", "encoded bytes per program", 1, MAX_LIMIT),
+    Setting("registry", "max_total_bytes", "--max-registry-bytes", "int", "estimated memory of all programs held "
+            "(LRU eviction of unpinned ones)", 1, MAX_LIMIT),
     Setting("solve", "default_node_limit", "--default-node-limit", "int", "node limit when a request sends 0", 1,
+            MAX_LIMIT),
+    Setting("solve", "max_node_limit", "--max-node-limit", "int", "largest node_limit a request may ask for", 1,
             MAX_LIMIT),
     Setting("solve", "max_request_instances", "--max-request-instances", "int", "batch_size allowed in one Solve", 1,
             1 << 24),
@@ -191,6 +209,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("device", "reset_timeout_ms", "--reset-timeout-ms", "int", "time a reset may take before the next kind",
             1, 600_000),
     Setting("device", "max_retries", "--device-max-retries", "int", "resets and reruns of a faulted batch", 0, 100),
+    Setting("device", "recovery_backoff_ms", "--recovery-backoff-ms", "int", "first wait before a FAILED device is "
+            "reset again (doubles per failed attempt)", 1, 3_600_000),
+    Setting("device", "recovery_backoff_max_ms", "--recovery-backoff-max-ms", "int", "longest wait between recovery "
+            "attempts of a FAILED device", 1, 86_400_000),
     Setting("device", "sim_faults", "--sim-faults", "str", "sim: faults to inject, KIND@N or KIND/N, comma-separated",
             check=_fault_plan),
     Setting("device", "sim_slow_us", "--sim-slow-us", "int", "sim: delay of a slow fault", 0, 600_000_000),
@@ -317,7 +339,13 @@ def _build(values: Mapping[tuple[str, str], Any], environ: Mapping[str, str]) ->
     sections = {
         name: cls(**{key: v for (sec, key), v in values.items() if sec == name}) for name, cls in _SECTIONS.items()
     }
-    return Config(**sections, systemd=_systemd(environ))
+    config = Config(**sections, systemd=_systemd(environ))
+    if config.solve.default_node_limit > config.solve.max_node_limit:
+        raise ConfigError(
+            f"solve.default_node_limit: {config.solve.default_node_limit} exceeds solve.max_node_limit = "
+            f"{config.solve.max_node_limit}"
+        )
+    return config
 
 
 def _systemd(environ: Mapping[str, str]) -> SystemdConfig:

@@ -7,24 +7,45 @@ asyncio and is tested without a socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from fpgacsp_proto.isa import Program, Status
+from fpgacsp_proto.v1 import isa_pb2
 
-from . import __version__
+from . import __version__, wire
 from .batcher import DRAINING, Batcher, SolveAnswer
 from .config import Config
 from .device import DeviceInfo, DeviceState, DeviceWorker
 from .engine import BatchResult, SolveOptions
 from .errors import Unavailable
+from .logs import get_logger, log_event
 from .metrics import Metrics
-from .registry import ProgramEntry, ProgramRegistry
+from .registry import PreparedProgram, ProgramEntry, ProgramRegistry
 from .selftest import SelfTestReport
 
 _STATUS_NAMES = {int(s): s.name.lower() for s in Status}
+_log = get_logger("core")
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Decoding a huge program allocates millions of objects, which triggers the cyclic collector again and
+    again; each full pass holds the GIL for tens of milliseconds over the whole heap, stalling the event loop.
+    Decoding makes no reference cycles (reference counting frees everything), so the collector may rest."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Core:
@@ -33,6 +54,9 @@ class Core:
         self.worker = worker
         self.metrics = metrics or Metrics()
         self.registry = ProgramRegistry(config.registry, on_remove=self._on_remove)
+        # Decoding, validating and hashing a program of a million constraints takes seconds: it runs here, one
+        # at a time (a second huge registration waits instead of doubling the memory), never on the event loop.
+        self._registrations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fpgacsp-register")
         self.batcher = Batcher(config.batching, self._run_batch, self.metrics)
         self.started = time.monotonic()
         self.version = __version__
@@ -40,6 +64,7 @@ class Core:
         self.active_rpcs = 0
         self.last_rpc_at = 0.0
         self._background: set[asyncio.Task[object]] = set()
+        self._recovery: asyncio.Task[None] | None = None
         self.state_listeners: list[Callable[[DeviceState], None]] = [self.metrics.set_device_state]
         worker.on_state_change = self._state_changed
         self.metrics.set_device_state(worker.state)
@@ -47,6 +72,43 @@ class Core:
     def _state_changed(self, state: DeviceState) -> None:
         for listener in self.state_listeners:
             listener(state)
+        if state == DeviceState.FAILED and (self._recovery is None or self._recovery.done()):
+            with contextlib.suppress(RuntimeError):  # no loop (plain unit tests): nobody to recover it
+                self._recovery = asyncio.get_running_loop().create_task(self._recover(), name="fpgacsp-recovery")
+
+    async def _recover(self) -> None:
+        """Bring a FAILED device back: reset and self-test it after a backoff that doubles per failed attempt
+        (``device.recovery_backoff_ms`` up to ``device.recovery_backoff_max_ms``), until one passes, an admin
+        reset did it, or the daemon stops. Health stays NOT_SERVING meanwhile; the metrics show the attempts
+        and the wait before the next one."""
+        device = self.config.device
+        delay, attempt = device.recovery_backoff_ms / 1000, 0
+        while self.worker.state == DeviceState.FAILED and self.batcher.accepting:
+            self.metrics.recovery_scheduled(delay)
+            log_event(_log, logging.WARNING, "device_recovery_scheduled", attempt=attempt + 1, in_s=delay)
+            await asyncio.sleep(delay)
+            if self.worker.state != DeviceState.FAILED or not self.batcher.accepting:
+                break  # an admin reset brought it back meanwhile, or the daemon stops
+            attempt += 1
+            try:
+                passed, error = (await self.worker.reset()).passed, ""
+            except Exception as e:  # any failure of the attempt is reported, and retried later
+                passed, error = False, str(e)
+            self.metrics.recovery_attempted(passed)
+            log_event(
+                _log, logging.INFO if passed else logging.ERROR, "device_recovery", attempt=attempt, passed=passed,
+                error=error,
+            )  # fmt: skip
+            if passed:
+                return
+            delay = min(delay * 2, device.recovery_backoff_max_ms / 1000)
+        self.metrics.recovery_scheduled(0)
+
+    async def stop_recovery(self) -> None:
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
 
     @property
     def state(self) -> DeviceState:
@@ -57,11 +119,25 @@ class Core:
 
     # -- programs ------------------------------------------------------------------------------------------
 
-    def register(self, program: Program, pin: bool) -> tuple[ProgramEntry, bool]:
+    async def register(self, program: Program | isa_pb2.Program, pin: bool) -> tuple[ProgramEntry, bool]:
+        """Check, decode (from the wire form), encode and hash off the event loop, then admit on it."""
         self._refuse_when_draining()
-        entry, created = self.registry.register(program, pin)
+        if isinstance(program, isa_pb2.Program):
+            wire.check_program_size(program, self.config.registry)
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._registrations, self._prepare, program)
+        self._refuse_when_draining()
+        entry, created = self.registry.admit(prepared, pin)
         self.metrics.set_programs_loaded(len(self.registry))
         return entry, created
+
+    def _prepare(self, program: Program | isa_pb2.Program) -> PreparedProgram:
+        with _no_cyclic_gc():
+            decoded = wire.decode_program(program) if isinstance(program, isa_pb2.Program) else program
+            return self.registry.prepare(decoded)
+
+    def close(self) -> None:
+        self._registrations.shutdown(wait=False, cancel_futures=True)
 
     def release(self, program_id: str) -> bool:
         released = self.registry.release(program_id)
@@ -89,7 +165,10 @@ class Core:
         if state == DeviceState.STARTING:
             raise Unavailable("device: starting (the self-test has not passed yet); retry shortly")
         if state == DeviceState.FAILED:
-            raise Unavailable("device: failed its self-test; an operator must reset it (Admin.Reset)")
+            raise Unavailable(
+                "device: failed its self-test; the daemon retries its recovery with backoff (an operator may "
+                "reset it now with Admin.Reset); retry later or on another daemon"
+            )
         raise Unavailable(self.batcher.refusal or DRAINING)
 
     def _refuse_when_draining(self) -> None:
@@ -114,9 +193,14 @@ class Core:
         return answer
 
     async def _run_batch(
-        self, entry: ProgramEntry, domains: np.ndarray, priorities: np.ndarray | None, options: SolveOptions
+        self,
+        entry: ProgramEntry,
+        domains: np.ndarray,
+        priorities: np.ndarray | None,
+        options: SolveOptions,
+        deadline: float | None,
     ) -> BatchResult:
-        return await self.worker.run_batch(entry.program_id, entry.program, domains, priorities, options)
+        return await self.worker.run_batch(entry.program_id, entry.program, domains, priorities, options, deadline)
 
     # -- admin -------------------------------------------------------------------------------------------------
 
@@ -133,5 +217,6 @@ class Core:
         return await self.worker.reset()
 
     async def drain(self) -> None:
+        await self.stop_recovery()
         self.worker.set_state(DeviceState.DRAINING)
         await self.batcher.drain()

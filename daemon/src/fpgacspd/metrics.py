@@ -3,21 +3,25 @@
 Histograms (never summaries) for latencies and batch sizes so dashboards can aggregate across hosts;
 counters by method and status code; gauges for queue depth, programs loaded and device state. The
 :class:`Metrics` object is also the batcher's observer, and keeps the per-method counts ``GetStats`` reports.
+Its HTTP endpoint (:mod:`.metrics_http`) runs on the daemon's event loop, with a connection limit and timeouts.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections import Counter
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest, make_wsgi_app
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
 
 from .device import DeviceState
+from .metrics_http import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_READ_TIMEOUT_S,
+    DEFAULT_WRITE_TIMEOUT_S,
+    MetricsHTTPServer,
+)
 
 # 50 us .. 10 s, roughly x2.5 per step: batch-1 loopback latency sits in the first buckets, big batches in the last
 SECONDS_BUCKETS = (
@@ -25,10 +29,6 @@ SECONDS_BUCKETS = (
 )  # fmt: skip
 FAULT_KINDS = ("timeout", "device_error", "bad_completion", "job_error", "lost_interrupt")
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
-
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """One thread per scrape, so a slow scraper never blocks another."""
 
 
 class Metrics:
@@ -76,6 +76,20 @@ class Metrics:
         self.device_retries = PromCounter(
             "fpgacsp_device_retries", "Batches run again after a fault and a reset", registry=r
         )
+        self.device_recoveries = PromCounter(
+            "fpgacsp_device_recoveries", "Automatic recovery attempts of a FAILED device (reset and self-test), by "
+            "outcome", ["outcome"], registry=r,
+        )  # fmt: skip
+        self.device_recovery_backoff = Gauge(
+            "fpgacsp_device_recovery_backoff_seconds", "While the device is FAILED: the wait before the next "
+            "recovery attempt; 0 otherwise", registry=r,
+        )  # fmt: skip
+        self.device_aborts = PromCounter(
+            "fpgacsp_device_aborted_jobs", "Batches aborted on the device: every caller's deadline passed, or the "
+            "daemon stopped", registry=r,
+        )  # fmt: skip
+        for outcome in ("passed", "failed"):
+            self.device_recoveries.labels(outcome=outcome)
         for kind in FAULT_KINDS:
             self.device_faults.labels(kind=kind)
         for kind in ("soft", "function"):
@@ -84,8 +98,7 @@ class Metrics:
         self._counts: Counter[tuple[str, str]] = Counter()
         self._request_children: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self.http: MetricsHTTPServer | None = None
 
     # -- RPC outcomes ------------------------------------------------------------------------------------
 
@@ -136,6 +149,19 @@ class Metrics:
     def device_retry(self) -> None:
         self.device_retries.inc()
 
+    def device_aborted(self) -> None:
+        self.device_aborts.inc()
+
+    # -- recovery of a FAILED device (event loop) --------------------------------------------------------
+
+    def recovery_scheduled(self, in_s: float) -> None:
+        self.device_recovery_backoff.set(in_s)
+
+    def recovery_attempted(self, passed: bool) -> None:
+        self.device_recoveries.labels(outcome="passed" if passed else "failed").inc()
+        if passed:
+            self.device_recovery_backoff.set(0)
+
     # -- gauges --------------------------------------------------------------------------------------------
 
     def set_device_state(self, state: DeviceState) -> None:
@@ -150,31 +176,25 @@ class Metrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-    def serve(self, host: str, port: int) -> tuple[str, int]:
-        """Start the HTTP endpoint (any path answers) on a daemon thread; returns the bound (host, port).
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+    ) -> tuple[str, int]:
+        """Start the HTTP endpoint (any path answers) on the running event loop; returns the bound (host, port).
 
-        prometheus_client's own ``start_http_server`` polls for shutdown every 0.5 s; this one every 50 ms,
-        so a stopping daemon exits promptly.
+        No thread per connection and no thread of its own: see :mod:`.metrics_http` for the limits.
         """
-        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
-        server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family, "daemon_threads": True})
-        self._server = make_server(host, port, make_wsgi_app(self.registry), server_class, handler_class=_QuietHandler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fpgacsp-metrics", daemon=True
-        )
-        self._thread.start()
-        bound: tuple[object, ...] = tuple(self._server.server_address)
-        return str(bound[0]), int(str(bound[1]))
+        http = MetricsHTTPServer(self.registry, max_connections, read_timeout_s, write_timeout_s)
+        bound = await http.start(host, port)
+        self.http = http
+        return bound
 
-    def shutdown(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log on stderr: the daemon's stderr carries its structured log only."""
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    async def shutdown(self) -> None:
+        """Stop listening and close every open metrics connection at once."""
+        http, self.http = self.http, None
+        if http is not None:
+            await http.close()

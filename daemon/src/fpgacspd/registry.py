@@ -1,9 +1,12 @@
 """Content-addressed program registry with size limits and LRU eviction of unpinned programs.
 
 A program is named by the SHA-256 of its canonical encoding, so registering is idempotent: the same
-program from any client gets the same entry back. Used only from the event loop's thread (no locks). An
-entry stays usable by requests that already hold it after it is released or evicted: in-flight solves
-finish, later ones get ``NOT_FOUND`` and the client re-registers.
+program from any client gets the same entry back. Registering has two halves: :meth:`ProgramRegistry.prepare`
+checks the limits, encodes and hashes (pure and thread-safe: the daemon runs it off the event loop, since a
+program of a million constraints takes seconds), and :meth:`ProgramRegistry.admit` enters the result, on the
+event loop's thread (no locks). The registry bounds the programs it holds by count and by their estimated
+memory (``max_total_bytes``). An entry stays usable by requests that already hold it after it is released or
+evicted: in-flight solves finish, later ones get ``NOT_FOUND`` and the client re-registers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,29 @@ from .config import RegistryConfig
 from .errors import InvalidArgument, NotFound, ResourceExhausted
 
 _ID = re.compile(r"[0-9a-f]{64}")
+# What a held program costs in memory per byte of its canonical encoding: its Python objects (constraint
+# records, scope tuples) measured with tracemalloc at 7-8x for Sudoku, graph colouring and ALLDIFF-heavy
+# programs and 11x for NEQ-only ones, rounded up. tests/daemon/test_daemon_registry.py checks the bound.
+FOOTPRINT_PER_ENCODED_BYTE = 12
+FOOTPRINT_BASE = 1024  # the entry itself
+
+
+@dataclass(frozen=True)
+class PreparedProgram:
+    """A checked, encoded and named program, ready for :meth:`ProgramRegistry.admit`."""
+
+    program: Program
+    program_id: str
+    encoded_bytes: int
+
+    @property
+    def footprint(self) -> int:
+        return estimated_footprint(self.encoded_bytes)
+
+
+def estimated_footprint(encoded_bytes: int) -> int:
+    """The memory a held program of ``encoded_bytes`` canonical bytes is estimated to take."""
+    return FOOTPRINT_BASE + FOOTPRINT_PER_ENCODED_BYTE * encoded_bytes
 
 
 def _now_ms() -> int:
@@ -50,6 +76,10 @@ class ProgramEntry:
     def num_constraints(self) -> int:
         return len(self.program.constraints)
 
+    @property
+    def footprint(self) -> int:
+        return estimated_footprint(self.encoded_bytes)
+
 
 def check_program_id(program_id: str) -> str:
     if not _ID.fullmatch(program_id):
@@ -73,6 +103,7 @@ class ProgramRegistry:
         self._entries: OrderedDict[str, ProgramEntry] = OrderedDict()  # least recently used first
         self._on_remove = on_remove
         self.evictions = 0
+        self.total_bytes = 0  # estimated footprint of every entry held
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -82,6 +113,10 @@ class ProgramRegistry:
 
     def register(self, program: Program, pin: bool = False) -> tuple[ProgramEntry, bool]:
         """``(entry, created)``. Registering again is a no-op except that ``pin=True`` pins for good."""
+        return self.admit(self.prepare(program), pin)
+
+    def prepare(self, program: Program) -> PreparedProgram:
+        """Check the per-program limits, encode and hash. Pure: safe on any thread, the registry unchanged."""
         limits = self.config
         if program.num_vars > limits.max_vars:
             raise ResourceExhausted(
@@ -98,17 +133,36 @@ class ProgramRegistry:
                 f"program: canonical encoding of {len(encoded)} bytes exceeds "
                 f"registry.max_program_bytes = {limits.max_program_bytes}"
             )
-        pid = sha256(encoded).hexdigest()
+        return PreparedProgram(program, sha256(encoded).hexdigest(), len(encoded))
+
+    def admit(self, prepared: PreparedProgram, pin: bool = False) -> tuple[ProgramEntry, bool]:
+        """Enter a prepared program (event loop thread): LRU eviction of unpinned programs makes room by count
+        and by estimated memory; ``RESOURCE_EXHAUSTED`` when only pinned ones are left to evict."""
+        pid = prepared.program_id
         entry = self._entries.get(pid)
         if entry is not None:
             entry.pinned = entry.pinned or pin
             self._touch(entry)
             return entry, False
-        if len(self._entries) >= limits.max_programs:
-            self._evict_one()
+        limits = self.config
+        if prepared.footprint > limits.max_total_bytes:
+            raise ResourceExhausted(
+                f"program: an estimated {prepared.footprint} bytes in memory exceed registry.max_total_bytes = "
+                f"{limits.max_total_bytes}"
+            )
+        while len(self._entries) >= limits.max_programs:
+            self._evict_one(
+                f"all {len(self._entries)} programs are pinned (registry.max_programs = {limits.max_programs})"
+            )
+        while self.total_bytes + prepared.footprint > limits.max_total_bytes:
+            self._evict_one(
+                f"pinned programs hold an estimated {self.total_bytes} bytes and this one needs "
+                f"{prepared.footprint} more (registry.max_total_bytes = {limits.max_total_bytes})"
+            )
         now = _now_ms()
-        entry = ProgramEntry(pid, program, len(encoded), pin, now, now)
+        entry = ProgramEntry(pid, prepared.program, prepared.encoded_bytes, pin, now, now)
         self._entries[pid] = entry
+        self.total_bytes += entry.footprint
         return entry, True
 
     def get(self, program_id: str) -> ProgramEntry:
@@ -143,17 +197,15 @@ class ProgramRegistry:
         entry.last_used_unix_ms = _now_ms()
         self._entries.move_to_end(entry.program_id)
 
-    def _evict_one(self) -> None:
+    def _evict_one(self, why_full: str) -> None:
         victim = next((e for e in self._entries.values() if not e.pinned), None)
         if victim is None:
-            raise ResourceExhausted(
-                f"registry: all {len(self._entries)} programs are pinned (registry.max_programs = "
-                f"{self.config.max_programs}); release one first"
-            )
+            raise ResourceExhausted(f"registry: {why_full}; release one first")
         del self._entries[victim.program_id]
         self.evictions += 1
         self._removed(victim)
 
     def _removed(self, entry: ProgramEntry) -> None:
+        self.total_bytes -= entry.footprint
         if self._on_remove is not None:
             self._on_remove(entry)

@@ -2,18 +2,21 @@
 
 Start: bind every ``server.listen`` address (log ``listening`` with the resolved port), start the metrics
 endpoint (``metrics_listening``), run the device self-test, then mark health SERVING, tell systemd
-``READY=1`` and log ``ready``. Signals are handled in ONE place (:meth:`Daemon.run`): the first SIGTERM or
-SIGINT drains (health NOT_SERVING, ``STOPPING=1``, new work refused with UNAVAILABLE, queued and in-flight
-work finished within ``shutdown_grace_s``) and exits 0; a second one cuts the drain short (what is still
-queued is answered UNAVAILABLE) and exits 0 too.
+``READY=1`` and log ``ready``. Signals are handled in ONE place (:meth:`Daemon.run`): the first SIGTERM,
+SIGINT or SIGQUIT drains (health NOT_SERVING, ``STOPPING=1``, new work refused with UNAVAILABLE, queued and
+in-flight work finished within ``shutdown_grace_s``) and exits 0; a second one cuts the drain short (what is
+still queued is answered UNAVAILABLE, a batch on the device is aborted) and exits 0 too. SIGHUP is the reload
+signal (logged; nothing is reloaded yet) and SIGUSR1 logs the daemon's state; neither interrupts serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -53,6 +56,24 @@ QUIET_S = 0.1  # after a drain, stop once no call arrived for this long ...
 LAME_DUCK_MAX_S = 2.0  # ... or after this long (within shutdown_grace_s)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+class SignalAction(enum.Enum):
+    """What a signal makes the daemon do."""
+
+    STOP = "stop"  # drain, then exit 0 (a second one cuts the drain short)
+    RELOAD = "reload"  # SIGHUP: re-read what can change without a restart
+    REPORT = "report"  # SIGUSR1: log the daemon's state
+
+
+SIGNAL_ACTIONS: dict[signal.Signals, SignalAction] = {
+    **{sig: SignalAction.STOP for sig in STOP_SIGNALS},
+    signal.SIGHUP: SignalAction.RELOAD,
+    signal.SIGUSR1: SignalAction.REPORT,
+}
+
+
 class StartupError(RuntimeError):
     """The daemon could not start (an address could not be bound, ...); the message says which."""
 
@@ -70,6 +91,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._signals = 0
+        self._ready_notified = False
+        self._started = False  # start() finished (its self-test ran)
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -87,7 +110,7 @@ class Daemon:
         installed = threading.current_thread() is threading.main_thread()
         previous: dict[signal.Signals, Any] = {}
         if installed:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in SIGNAL_ACTIONS:
                 previous[sig] = signal.signal(sig, lambda n, _f: loop.call_soon_threadsafe(self._on_signal, n))
         try:
             try:
@@ -103,11 +126,37 @@ class Daemon:
                 signal.signal(signum, handler if restore_signals else signal.SIG_IGN)
 
     def _on_signal(self, signum: int) -> None:
+        sig = signal.Signals(signum)
+        action = SIGNAL_ACTIONS.get(sig, SignalAction.STOP)
+        if action == SignalAction.RELOAD:
+            # Nothing this version serves can be re-read without a restart yet; SIGHUP must still never kill it.
+            log_event(_log, logging.INFO, "signal", signal=sig.name, action=action.value, reloaded=[])
+            return
+        if action == SignalAction.REPORT:
+            log_event(_log, logging.INFO, "signal", signal=sig.name, action=action.value, **self.report())
+            return
         self._signals += 1
-        log_event(_log, logging.INFO, "signal", signal=signal.Signals(signum).name, count=self._signals)
+        log_event(_log, logging.INFO, "signal", signal=sig.name, action=action.value, count=self._signals)
         self._stop.set()
         if self._signals > 1:
             self._force.set()
+
+    def report(self) -> dict[str, Any]:
+        """The daemon's state in one record (SIGUSR1 logs it): for an operator looking at a live process."""
+        stats = self.core.batcher.stats
+        return {
+            "state": self.worker.state.name.lower(),
+            "device_busy_s": round(self.worker.busy_s, 3),
+            "queue_depth": self.core.batcher.queue_depth,
+            "active_rpcs": self.core.active_rpcs,
+            "programs": len(self.core.registry),
+            "submitted": stats.submitted,
+            "answered": stats.answered,
+            "batches": stats.batches,
+            "threads": threading.active_count(),
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "uptime_s": round(self.core.uptime_s(), 3),
+        }
 
     def request_stop(self) -> None:
         """What SIGTERM does, for embedding and tests."""
@@ -135,7 +184,7 @@ class Daemon:
         for address in self.addresses:
             log_event(_log, logging.INFO, "listening", address=address, pid=os.getpid())
         if self.config.server.metrics_listen:
-            self._start_metrics(self.config.server.metrics_listen)
+            await self._start_metrics(self.config.server.metrics_listen)
         self.core.start()
         report = await self.core.self_test()
         log_event(
@@ -145,24 +194,41 @@ class Daemon:
         )  # fmt: skip
         if self.config.systemd.watchdog_usec:
             self._watchdog = asyncio.get_running_loop().create_task(self._watchdog_loop())
-        if not report.passed:
-            return  # FAILED: Admin answers (Reset may recover), Solve is UNAVAILABLE, health NOT_SERVING
+        self._started = True
+        if report.passed:  # else FAILED: Admin answers, Solve is UNAVAILABLE, health NOT_SERVING, recovery retries
+            self._notify_ready()
+
+    def _notify_ready(self) -> None:
+        """READY=1 and the ``ready`` line, once: after the startup self-test, or when a device that failed it
+        was recovered later (a unit waits for READY=1)."""
+        if self._ready_notified:
+            return
+        self._ready_notified = True
         sdnotify.notify(self.config.systemd.notify_socket, "READY=1\nSTATUS=serving")
         log_event(
             _log, logging.INFO, "ready", addresses=self.addresses, metrics_address=self.metrics_address,
             backend=self.worker.device.backend, version=self.core.version, pid=os.getpid(),
         )  # fmt: skip
 
-    def _start_metrics(self, address: str) -> None:
+    async def _start_metrics(self, address: str) -> None:
         host, _, port = address.rpartition(":")
+        cfg = self.config.server
         try:
-            bound_host, bound_port = self.metrics.serve(host.strip("[]"), int(port))
+            bound_host, bound_port = await self.metrics.serve(
+                host.strip("[]"),
+                int(port),
+                cfg.metrics_max_connections,
+                cfg.metrics_read_timeout_s,
+                cfg.metrics_write_timeout_s,
+            )
         except OSError as e:
             raise StartupError(f"server.metrics_listen: cannot bind {address} ({e.strerror or e})") from e
         self.metrics_address = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
         log_event(_log, logging.INFO, "metrics_listening", address=self.metrics_address, path="/metrics")
 
     def _device_state_changed(self, state: DeviceState) -> None:
+        if state == DeviceState.READY and self._started and self.core.batcher.accepting:
+            self._notify_ready()
         serving = health_pb2.HealthCheckResponse.SERVING if state == DeviceState.READY else None
         status = serving or health_pb2.HealthCheckResponse.NOT_SERVING
         task = asyncio.get_running_loop().create_task(self._set_health(status))
@@ -176,8 +242,12 @@ class Daemon:
     # -- watchdog -------------------------------------------------------------------------------------
 
     async def _watchdog_loop(self) -> None:
-        """Ping systemd at half its interval, but only after a status call went through the device thread and
-        read a HEARTBEAT that moved since the last one: the event loop, the device thread and the card live."""
+        """Ping systemd at half its interval, but only when the event loop, the device thread and the card live:
+        a status read a HEARTBEAT that moved since the last one, and the device thread is idle or showed life
+        (a job's wait loop ticks every poll interval, however long the search) within the interval.
+
+        A FAILED device does not stop the pings: the daemon recovers it itself (with backoff), and a restart by
+        systemd would only interrupt that and drop the answers the daemon still gives (Admin, UNAVAILABLE)."""
         interval = self.config.systemd.watchdog_usec / 2e6
         probe: asyncio.Task[DeviceInfo] | None = None
         heartbeat: int | None = None
@@ -185,7 +255,7 @@ class Daemon:
             if probe is None or probe.done():
                 probe = asyncio.get_running_loop().create_task(self.worker.status())
             done, _ = await asyncio.wait({probe}, timeout=interval)
-            alive = probe in done and probe.exception() is None and self.worker.state != DeviceState.FAILED
+            alive = probe in done and probe.exception() is None and self.worker.thread_alive(2 * interval)
             if alive:
                 heartbeat, previous = probe.result().heartbeat, heartbeat
                 alive = heartbeat_moved(previous, heartbeat)
@@ -257,13 +327,13 @@ class Daemon:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
+        await self.core.stop_recovery()
+        self.core.close()
         if self.server is not None:
             await self.server.stop(0)
         await self.core.batcher.close()
         loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            loop.run_in_executor(None, self.metrics.shutdown), loop.run_in_executor(None, self.worker.close)
-        )
+        await asyncio.gather(self.metrics.shutdown(), loop.run_in_executor(None, self.worker.close))
 
 
 def _bind(server: grpc.aio.Server, address: str) -> str:

@@ -86,7 +86,7 @@ class SolverServicer(_Servicer, solver_pb2_grpc.SolverServicer):
     ) -> solver_pb2.RegisterProgramResponse:
         if not request.HasField("program"):
             raise InvalidArgument("program: missing (set RegisterProgramRequest.program)")
-        entry, created = self.core.register(wire.decode_program(request.program), request.pin)
+        entry, created = await self.core.register(request.program, request.pin)
         return solver_pb2.RegisterProgramResponse(
             program_id=entry.program_id, created=created, info=wire.program_info(entry)
         )

@@ -14,13 +14,13 @@ import numpy as np
 from fpgacsp_proto.bitset import DomainError, pack_domains, unpack_domains, unpack_priorities
 from fpgacsp_proto.convert import pack_u64, program_from_proto
 from fpgacsp_proto.isa import Mode, Program, ProgramError
-from fpgacsp_proto.v1 import admin_pb2, solver_pb2
+from fpgacsp_proto.v1 import admin_pb2, isa_pb2, solver_pb2
 
 from .batcher import BatcherStats, SolveAnswer
-from .config import SolveConfig
+from .config import RegistryConfig, SolveConfig
 from .device import DeviceInfo
 from .engine import SolveOptions
-from .errors import InvalidArgument
+from .errors import InvalidArgument, ResourceExhausted
 from .registry import ProgramEntry
 from .selftest import SelfTestReport
 
@@ -32,6 +32,27 @@ class SolveCall:
     domains: np.ndarray  # uint64[B, N]
     priorities: np.ndarray | None  # uint8[B, N, D]
     options: SolveOptions
+
+
+def check_program_size(msg: isa_pb2.Program, limits: RegistryConfig) -> None:
+    """The registry's size limits, checked on the parsed message before a single constraint is decoded: a
+    program over them is refused in microseconds, not after seconds of decoding and validation."""
+    if msg.num_vars > limits.max_vars:
+        raise ResourceExhausted(
+            f"program.num_vars: {msg.num_vars} variables exceed registry.max_vars = {limits.max_vars}"
+        )
+    if len(msg.constraints) > limits.max_constraints:
+        raise ResourceExhausted(
+            f"program.constraints: {len(msg.constraints)} constraints exceed "
+            f"registry.max_constraints = {limits.max_constraints}"
+        )
+    # the wire form is never much larger than the canonical encoding (varints against fixed-width words)
+    size = msg.ByteSize()
+    if size > 2 * limits.max_program_bytes:
+        raise ResourceExhausted(
+            f"program: a message of {size} bytes cannot encode within registry.max_program_bytes = "
+            f"{limits.max_program_bytes}"
+        )
 
 
 def decode_program(msg: object) -> Program:
@@ -54,8 +75,11 @@ def decode_solve(request: solver_pb2.SolveRequest, entry: ProgramEntry, config: 
     if mode not in (Mode.PROPAGATE, Mode.SOLVE):
         raise InvalidArgument(f"mode: unknown value {request.mode} (expected MODE_PROPAGATE = 1 or MODE_SOLVE = 2)")
     node_limit = request.node_limit or config.default_node_limit
-    if node_limit > MAX_LIMIT:
-        raise InvalidArgument(f"node_limit: must be at most 2^63 - 1, got {node_limit}")
+    if node_limit > config.max_node_limit:
+        # one request must not hold the device for hours: the operator's ceiling (the deadline bounds it too)
+        raise InvalidArgument(
+            f"node_limit: {node_limit} exceeds this daemon's solve.max_node_limit = {config.max_node_limit}"
+        )
     max_solutions = request.max_solutions or 1
     if max_solutions > MAX_LIMIT:
         raise InvalidArgument(f"max_solutions: must be at most 2^63 - 1, got {max_solutions}")
@@ -141,6 +165,8 @@ def device_status(
         queue_depth=queue_depth,
         max_batch=min(max_batch, 2**32 - 1),
         max_delay_us=max_delay_us,
+        card_nodes=info.card_nodes,
+        busy_ms=round(info.busy_s * 1e3),
     )
 
 
