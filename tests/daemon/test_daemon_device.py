@@ -16,7 +16,7 @@ from fpgacsp_proto.isa import Program
 from fpgacspd.config import DeviceConfig
 from fpgacspd.device import DeviceInfo, DeviceState, DeviceWorker, RegisterDevice, make_device
 from fpgacspd.engine import BatchResult, FastEngine, SolveOptions
-from fpgacspd.errors import DeviceFailure, DeviceLost
+from fpgacspd.errors import DeviceFailure, DeviceLost, Unavailable
 from fpgacspd.selftest import SelfTestReport, known_answers, run_self_test
 from hypothesis import given, settings
 from strategies import BatchCase, batch_cases, solve_options
@@ -251,5 +251,27 @@ def test_worker_state_follows_self_test_and_reset() -> None:
         asyncio.run(main())
         assert seen == [DeviceState.FAILED, DeviceState.RESETTING, DeviceState.READY, DeviceState.DRAINING]
         assert dev.resets == 1
+    finally:
+        worker.close()
+
+
+def test_a_failed_device_runs_no_batch_queued_behind_the_one_that_failed_it() -> None:
+    """The issue saw faults and a function reset 9-12 s after FAILED: queued batches still ran on a dead card."""
+    dev = FlakyDevice(failures=1, lost=True)
+    worker = DeviceWorker(dev)
+    try:
+
+        async def main() -> list[BaseException | BatchResult]:
+            first = asyncio.ensure_future(worker.run_batch(*_known_batch()))
+            queued = [asyncio.ensure_future(worker.run_batch(*_known_batch())) for _ in range(3)]
+            return await asyncio.gather(first, *queued, return_exceptions=True)
+
+        results = asyncio.run(main())
+        assert isinstance(results[0], DeviceLost) and worker.state == DeviceState.FAILED
+        assert all(isinstance(r, Unavailable) and "device: failed" in r.message for r in results[1:]), results
+        assert dev.calls == ["run"]  # only the batch that found out ran
+        with pytest.raises(Unavailable, match="device: failed; the daemon is trying to recover it"):
+            solve_one(worker)
+        assert dev.calls == ["run"]
     finally:
         worker.close()

@@ -11,14 +11,16 @@ import hashlib
 import grpc
 import numpy as np
 import pytest
+from daemon_process import DaemonProcess
 from fpgacsp.problems import sudoku_program
 from fpgacsp_proto.isa import Mode, Status
-from fpgacsp_proto.v1 import isa_pb2, solver_pb2
+from fpgacsp_proto.v1 import admin_pb2, isa_pb2, solver_pb2
 from fpgacspd.engine import FastEngine
 
 from .wire import (
     RPC_TIMEOUT_S,
     SUDOKU_DIR,
+    Scrape,
     Stubs,
     decode,
     expect_error,
@@ -166,6 +168,28 @@ def test_node_limit_out_of_range(tcp: Stubs, pid: str, domains: np.ndarray) -> N
 def test_invalid_program_is_rejected_with_the_isa_message(tcp: Stubs, program: isa_pb2.Program, fragment: str) -> None:
     req = solver_pb2.RegisterProgramRequest(program=program)
     expect_error(lambda: tcp.solver.RegisterProgram(req, timeout=RPC_TIMEOUT_S), INVALID, fragment)
+
+
+SERVICES = [
+    (service.full_name, method.name, method.input_type.full_name)
+    for module in (solver_pb2, admin_pb2)
+    for service in module.DESCRIPTOR.services_by_name.values()
+    for method in service.methods
+]
+
+
+@pytest.mark.parametrize(("service", "method", "message"), SERVICES, ids=[f"{s}.{m}" for s, m, _ in SERVICES])
+def test_a_body_that_does_not_parse_is_invalid_argument_and_counted(
+    tcp: Stubs, daemon: DaemonProcess, service: str, method: str, message: str
+) -> None:
+    """Before, grpc answered UNKNOWN ("Unexpected DecodeError") and the metrics never saw the call."""
+    before = Scrape(daemon.metrics_url).value("fpgacsp_requests_total", method=method, code="INVALID_ARGUMENT")
+    call = tcp.channel.unary_unary(f"/{service}/{method}", request_serializer=lambda b: b,
+                                   response_deserializer=lambda b: b)  # fmt: skip
+    garbage = b"\xff\xff\xff\xff"  # a field tag whose varint never ends
+    expect_error(lambda: call(garbage, timeout=RPC_TIMEOUT_S), INVALID, f"request: 4 bytes do not parse as {message}")
+    after = Scrape(daemon.metrics_url).value("fpgacsp_requests_total", method=method, code="INVALID_ARGUMENT")
+    assert after == before + 1
 
 
 def test_the_daemon_still_answers_correctly_after_the_errors(tcp: Stubs, pid: str, engine: FastEngine) -> None:

@@ -147,3 +147,49 @@ def test_sigterm_while_a_job_hangs_still_answers_every_request() -> None:
         assert daemon.wait() == 0
         stopped = daemon.events_named("stopped")[-1]
         assert stopped["submitted"] == stopped["answered"] == 4
+
+
+def test_a_device_that_failed_its_startup_self_test_is_recovered_with_backoff_and_then_serves() -> None:
+    """The first RUN job of the startup self-test errors and no retry is allowed: the device starts FAILED.
+    The daemon retries the recovery itself after the backoff; once the self-test passes it is READY, health
+    SERVING, systemd hears READY=1 (the ``ready`` line) and Solve is answered."""
+    args = ["--sim-faults", "error@1", "--device-max-retries", "0", "--recovery-backoff-ms", "300"]
+    with DaemonProcess(args, until="self_test") as daemon:
+        assert daemon.events_named("self_test")[0]["passed"] is False
+        stubs = connect(daemon.address)
+        program = sudoku_program(2)
+        pid = register(stubs.solver, program)
+        scheduled = daemon.wait_for_event("device_recovery_scheduled")
+        assert scheduled["in_s"] == 0.3
+        recovered = daemon.wait_for_event("device_recovery")
+        assert recovered["passed"] is True and recovered["attempt"] == 1
+        daemon.wait_for_event("ready")
+        health = health_pb2_grpc.HealthStub(stubs.channel)
+        check = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT_S)
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        resp = stubs.solver.Solve(solve_request(pid, program, np.full((1, 16), 15, np.uint64)), timeout=RPC_TIMEOUT_S)
+        assert decode(resp, program, 1).status.tolist() == [1]
+        scrape = Scrape(daemon.metrics_url)
+        assert scrape.value("fpgacsp_device_recoveries_total", outcome="passed") == 1
+        assert scrape.value("fpgacsp_device_recovery_backoff_seconds") == 0
+        assert daemon.terminate() == 0
+
+
+def test_a_device_that_keeps_failing_is_retried_with_doubling_backoff_while_the_daemon_stays_up() -> None:
+    args = ["--sim-faults", "error/1", "--device-max-retries", "0", "--recovery-backoff-ms", "100",
+            "--recovery-backoff-max-ms", "400", "--device-threads", "1"]  # fmt: skip
+    with DaemonProcess(args, until="self_test") as daemon:
+        deadline = time.monotonic() + 20
+        while len(daemon.events_named("device_recovery_scheduled")) < 5:
+            assert time.monotonic() < deadline, daemon.log_text()
+            time.sleep(0.05)
+        waits = [e["in_s"] for e in daemon.events_named("device_recovery_scheduled")[:5]]
+        assert waits == [0.1, 0.2, 0.4, 0.4, 0.4]
+        assert all(e["passed"] is False for e in daemon.events_named("device_recovery"))
+        stubs = connect(daemon.address)
+        status = stubs.admin.GetDeviceStatus(admin_pb2.GetDeviceStatusRequest(), timeout=RPC_TIMEOUT_S)
+        assert status.state == admin_pb2.DEVICE_STATE_FAILED
+        scrape = Scrape(daemon.metrics_url)
+        assert scrape.value("fpgacsp_device_recoveries_total", outcome="failed") >= 4
+        assert scrape.value("fpgacsp_device_recovery_backoff_seconds") == 0.4
+        assert daemon.terminate() == 0

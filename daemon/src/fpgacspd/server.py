@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 import grpc
-from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
+from fpgacsp_proto.v1 import admin_pb2, solver_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -35,7 +35,7 @@ from .core import Core
 from .device import DeviceInfo, DeviceState, DeviceWorker, TransportError, make_device
 from .logs import get_logger, log_event
 from .metrics import Metrics
-from .service import AdminServicer, SolverServicer
+from .service import AdminServicer, SolverServicer, add_to_server
 
 _log = get_logger("server")
 
@@ -169,8 +169,8 @@ class Daemon:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.core.state_listeners.append(self._device_state_changed)
         server = grpc.aio.server(options=list(SERVER_OPTIONS))
-        solver_pb2_grpc.add_SolverServicer_to_server(SolverServicer(self.core), server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self.core), server)
+        add_to_server(SolverServicer(self.core), solver_pb2.DESCRIPTOR.services_by_name["Solver"], server)
+        add_to_server(AdminServicer(self.core), admin_pb2.DESCRIPTOR.services_by_name["Admin"], server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SOLVER_SERVICE, ADMIN_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -295,7 +295,10 @@ class Daemon:
             await self._quiesce(min(start + grace, time.monotonic() + LAME_DUCK_MAX_S))
         if self.server is not None:
             # Every handler has returned its answer; grpc only has to flush them. A longer grace would only
-            # wait for idle client connections to go away.
+            # wait for idle client connections to go away. A call that reaches grpc in the instant it stops (before
+            # its client has read the GOAWAY) is cancelled by grpc.aio itself, which stops taking calls at once:
+            # the one answer we cannot make UNAVAILABLE. The client library retries such a CANCELLED.
+            log_event(_log, logging.INFO, "grpc_stopping", active_rpcs=self.core.active_rpcs)
             await self.server.stop(FLUSH_GRACE_S)
         await self._close()
         stats = self.core.batcher.stats

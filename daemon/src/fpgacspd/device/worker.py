@@ -45,6 +45,9 @@ class DeviceWorker:
         # Status reads registers only and must never wait behind a job, so it has a thread of its own.
         self._status_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fpgacsp-status")
         self._busy_since: float | None = None  # when the device call running now started (device thread)
+        # Set on the device thread the moment a batch finds the device lost, before the loop hears of it: the
+        # batches already queued on that thread must not run on the dead card. Cleared by a passing self-test.
+        self._lost = threading.Event()
         self._closed = threading.Event()
         self.on_state_change: Callable[[DeviceState], None] | None = None
 
@@ -113,12 +116,22 @@ class DeviceWorker:
         options: SolveOptions,
         deadline: float | None,
     ) -> BatchResult:
-        if self.state == DeviceState.FAILED:  # it failed while this batch waited for the device thread
+        if self._lost.is_set() or self.state == DeviceState.FAILED:  # it failed while this batch waited
             raise Unavailable("device: failed; the daemon is trying to recover it (see fpgacsp status); retry")
-        return self.device.run_batch(program_id, program, domains, priorities, options, deadline)
+        try:
+            return self.device.run_batch(program_id, program, domains, priorities, options, deadline)
+        except DeviceLost:
+            self._lost.set()
+            raise
+
+    def _self_test(self) -> SelfTestReport:
+        report = self.device.self_test()
+        if report.passed:
+            self._lost.clear()
+        return report
 
     async def self_test(self) -> SelfTestReport:
-        report = await self.call(self.device.self_test)
+        report = await self.call(self._self_test)
         self._after_self_test(report)
         return report
 
@@ -129,7 +142,7 @@ class DeviceWorker:
 
         def reset_and_test() -> SelfTestReport:
             self.device.reset()
-            return self.device.self_test()
+            return self._self_test()
 
         try:
             report = await self.call(reset_and_test)
