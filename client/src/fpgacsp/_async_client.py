@@ -1,7 +1,8 @@
 """``connect_async(target)``: the same client as coroutines, for asyncio programs.
 
 Same semantics as ``_client`` (deadline on every call, register on first use, one re-register on
-``NOT_FOUND``, ``UNAVAILABLE`` retried by gRPC's policy, errors converted in :meth:`GrpcAsyncClient._invoke`).
+``NOT_FOUND``, ``UNAVAILABLE`` retried by gRPC's policy and then for up to ``wait_for_daemon_s`` by the same
+``_retry.DaemonWait`` as the sync client, errors converted in :meth:`GrpcAsyncClient._attempt`).
 The gRPC channel is created on the first call, inside the event loop that makes it, since a ``grpc.aio``
 channel belongs to one loop; ``connect_async`` itself does no I/O and can run outside a loop. Cancelling
 the awaiting task cancels the RPC (the daemon drops the request before it reaches the device) and raises
@@ -24,21 +25,28 @@ import grpc.aio
 from fpgacsp_proto.isa import Mode, Program
 from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
 
-from . import _channel, _codec
+from . import _channel, _codec, _retry
 from ._client import ADMIN_METHODS, DEFAULT_TARGET, DEFAULT_TIMEOUT, LOCAL_TARGET
 from ._errors import DeadlineExceededError, FpgacspError, NotFoundError, from_rpc_error
 from ._types import DeviceStatus, ProgramInfo, ResetResult, SelfTestResult, SolveResult, Stats
 
 
 def connect_async(
-    target: str = DEFAULT_TARGET, *, timeout: float = DEFAULT_TIMEOUT, **channel_options: Any
+    target: str = DEFAULT_TARGET,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
+    **channel_options: Any,
 ) -> AsyncClient:
     """The asyncio twin of :func:`fpgacsp.connect` (same targets, same options); use ``async with``."""
     target = _channel.check_target(target)
     timeout = _codec.check_timeout(timeout)
+    wait_for_daemon_s = _retry.check_wait_for_daemon(wait_for_daemon_s)
     if target == LOCAL_TARGET:
         return AsyncLocalClient(timeout=timeout, **channel_options)
-    return GrpcAsyncClient(target, timeout=timeout, channel_options=channel_options)
+    return GrpcAsyncClient(
+        target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, channel_options=channel_options
+    )
 
 
 class AsyncClient(abc.ABC):
@@ -103,11 +111,19 @@ class AsyncClient(abc.ABC):
 class GrpcAsyncClient(AsyncClient):
     """The daemon over ``grpc.aio``. Share it between the tasks of one event loop; not across fork."""
 
-    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, channel_options: Mapping[str, Any] = {}):
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
+        channel_options: Mapping[str, Any] = {},
+    ):
         from . import __version__
 
         self.target = target
         self.timeout = _codec.check_timeout(timeout)
+        self.wait_for_daemon_s = _retry.check_wait_for_daemon(wait_for_daemon_s)
         self._overrides = dict(channel_options)
         self._options = _channel.channel_options(f"fpgacsp/{__version__}", self._overrides)
         self._channel: grpc.aio.Channel | None = None
@@ -118,7 +134,7 @@ class GrpcAsyncClient(AsyncClient):
         self._closed = False
 
     def __reduce__(self) -> tuple[Callable[..., AsyncClient], tuple[Any, ...]]:
-        return (_reconnect, (self.target, self.timeout, self._overrides))
+        return (_reconnect, (self.target, self.timeout, self._overrides, self.wait_for_daemon_s))
 
     async def register(self, program: Program, *, pin: bool = False, timeout: float | None = None) -> str:
         program = _codec.check_program(program)
@@ -202,7 +218,19 @@ class GrpcAsyncClient(AsyncClient):
         return _codec.check_program_id(program) if isinstance(program, str) else self._ids.id_of(program)
 
     async def _invoke(self, method: str, request: Any, deadline: float) -> Any:
-        """Run one RPC with what is left of ``deadline``: the one place gRPC errors are converted."""
+        """Run one RPC with what is left of ``deadline``, waiting out an unavailable daemon (``_retry``)."""
+        wait = _retry.DaemonWait(self.target, self.wait_for_daemon_s, deadline)
+        while True:
+            try:
+                return await self._attempt(method, request, deadline)
+            except _retry.HANDLED as err:
+                backoff = wait.pause_after(err)  # raises when there is no waiting left
+            await asyncio.sleep(backoff)
+            assert self._channel is not None  # created by the first attempt
+            wait.resume(await _channel.aio_wait_ready(self._channel, wait.left(), lambda: self._closed))
+
+    async def _attempt(self, method: str, request: Any, deadline: float) -> Any:
+        """One try of one RPC: the one place gRPC errors are converted."""
         solver, admin = self._stubs()
         call = getattr(admin if method in ADMIN_METHODS else solver, method)
         remaining = deadline - time.monotonic()
@@ -293,5 +321,7 @@ class AsyncLocalClient(AsyncClient):
         self._sync.close()
 
 
-def _reconnect(target: str, timeout: float, overrides: Mapping[str, Any]) -> AsyncClient:
-    return connect_async(target, timeout=timeout, **overrides)
+def _reconnect(
+    target: str, timeout: float, overrides: Mapping[str, Any], wait_for_daemon_s: float = 0.0
+) -> AsyncClient:
+    return connect_async(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, **overrides)

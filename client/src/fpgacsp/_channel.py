@@ -7,8 +7,19 @@ Retries: gRPC's service-config retry policy retries ``UNAVAILABLE`` (the daemon 
 connection refused) for every method of ``fpgacsp.v1.Solver`` and ``fpgacsp.v1.Admin`` with exponential
 backoff. That is safe because every fpgacsp RPC is idempotent: registering is content-addressed, solving is
 pure, the admin calls are repeatable. Calls do not wait for the channel to become ready (no
-``wait_for_ready``), so an unreachable daemon fails fast with ``UnavailableError`` instead of hanging until
-the deadline. Retry throttling stops a client from hammering a daemon that keeps refusing.
+``wait_for_ready``), so by default an unreachable daemon fails fast with ``UnavailableError`` instead of
+hanging until the deadline; ``connect(..., wait_for_daemon_s=...)`` waits for it instead (``_retry``, with
+:func:`wait_ready` / :func:`aio_wait_ready` below). Retry throttling stops a client from hammering a daemon
+that keeps refusing.
+
+Reconnecting: gRPC's defaults (first reconnect after 1 s, growing by 1.6x up to 120 s) left a client refusing
+calls for seconds after a restarted daemon was ready (12 s after a 30 s outage), because the channel sits in
+``TRANSIENT_FAILURE`` until its next connection attempt. ``RECONNECT_BACKOFF_MS`` tries again after 100 ms,
+growing to at most 1 s (gRPC adds +-20 % jitter), so a new daemon is noticed within about a second however long
+the outage was; an attempt to a closed port costs the daemon's host nothing. ``grpc.min_reconnect_backoff_ms``
+is, despite its name, gRPC's *minimum connect timeout* (default 20 s): 1 s bounds an attempt that gets no
+answer at all (a host that is down and drops packets) while leaving a slow link room for its handshake; 100 ms
+would fail every handshake slower than that.
 
 Keepalive: a ping after 5 minutes without activity, which is gRPC servers' default minimum ping interval
 (pinging more often gets the connection closed with ``too_many_pings``), so only long solves are probed and
@@ -17,8 +28,10 @@ a dead peer is detected within ``keepalive_time + keepalive_timeout``.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -42,6 +55,13 @@ SERVICE_CONFIG: dict[str, Any] = {
     ],
     "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
 }
+CLOSE_POLL_S = 0.2  # how often an asyncio wait for the channel checks whether its client was closed
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"  # the probe of a sync wait for the channel (see wait_ready)
+RECONNECT_BACKOFF_MS: dict[str, int] = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1_000,
+    "grpc.min_reconnect_backoff_ms": 1_000,  # gRPC's minimum connect timeout (see above)
+}
 
 
 def channel_options(user_agent: str, overrides: Mapping[str, Any] | None = None) -> list[tuple[str, Any]]:
@@ -58,6 +78,7 @@ def channel_options(user_agent: str, overrides: Mapping[str, Any] | None = None)
         "grpc.keepalive_time_ms": 300_000,
         "grpc.keepalive_timeout_ms": 20_000,
         "grpc.keepalive_permit_without_calls": 0,
+        **RECONNECT_BACKOFF_MS,
         "grpc.primary_user_agent": user_agent,
     }
     for key, value in (overrides or {}).items():
@@ -82,3 +103,47 @@ def sync_channel(target: str, options: list[tuple[str, Any]]) -> grpc.Channel:
 def aio_channel(target: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
     """The asyncio twin of :func:`sync_channel`; create it inside the event loop that will use it."""
     return grpc.aio.insecure_channel(target, options=options)
+
+
+def wait_ready(channel: grpc.Channel, timeout_s: float) -> bool:
+    """Block until ``channel`` is connected (``READY``), at most ``timeout_s``; True if it is.
+
+    The wait is a health check sent with ``wait_for_ready``: gRPC sends it the moment the channel connects, and
+    any answer (even ``UNIMPLEMENTED`` or ``NOT_SERVING``) proves the connection. Not a connectivity
+    subscription (``grpc.channel_ready_future``): its poller thread outlives the unsubscribe by up to 0.2 s and
+    dies with "Cannot monitor channel state: Channel closed!" when the client closes the channel meanwhile.
+    Closing the client cancels the probe at once (True: the next attempt says the client is closed).
+    """
+    if timeout_s <= 0:
+        return False
+    probe = channel.unary_unary(HEALTH_CHECK)  # bytes in and out: b"" is an empty HealthCheckRequest
+    try:
+        probe(b"", timeout=timeout_s, wait_for_ready=True)
+    except grpc.RpcError as exc:
+        code = getattr(exc, "code", None)
+        return not (callable(code) and code() == grpc.StatusCode.DEADLINE_EXCEEDED)
+    except ValueError:  # "Cannot invoke RPC on closed channel!"
+        pass
+    return True
+
+
+async def aio_wait_ready(channel: grpc.aio.Channel, timeout_s: float, closed: Callable[[], bool]) -> bool:
+    """The asyncio twin of :func:`wait_ready`, also True as soon as ``closed()``.
+
+    Here the channel's own ``channel_ready()`` (no thread behind it); it does not notice a close, so ``closed`` is
+    polled every ``CLOSE_POLL_S``. Not a probe RPC: closing a ``grpc.aio`` channel cancels its calls by cancelling
+    the awaiting task, which would look like the caller's own cancellation.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not closed():
+        try:
+            await asyncio.wait_for(channel.channel_ready(), max(0.0, min(CLOSE_POLL_S, deadline - time.monotonic())))
+            return True
+        except TimeoutError:  # asyncio.wait_for raises the builtin (Python >= 3.11)
+            if time.monotonic() >= deadline:
+                return False
+        except Exception:  # the channel was closed under the wait
+            if closed():
+                break
+            raise
+    return True

@@ -4,8 +4,10 @@ Every call has a deadline: its ``timeout`` argument, else the client's default (
 a ``solve`` that has to register its program first spends one deadline on both RPCs. ``solve`` registers a
 program on first use (the id is computed here, so nothing is sent twice) and, when the daemon answers
 ``NOT_FOUND`` because it forgot the program (released, evicted, restarted), registers it again and retries
-once. ``UNAVAILABLE`` is retried by gRPC itself (``_channel``); every other error becomes one of the
-library's exceptions in :meth:`GrpcClient._invoke`, the only place a ``grpc.RpcError`` is caught.
+once. ``UNAVAILABLE`` is retried by gRPC itself (``_channel``) and then, with ``wait_for_daemon_s > 0``, by
+the client until the daemon is back (a restart, a drain) or that many seconds have passed (``_retry``); every
+error becomes one of the library's exceptions in :meth:`GrpcClient._attempt`, the only place a
+``grpc.RpcError`` is caught.
 
 Processes: a client is safe to share between threads but not across ``fork`` (gRPC's channels do not
 survive it): a gRPC client used in a child process raises :class:`FpgacspError` saying so. Create clients in
@@ -25,7 +27,7 @@ import grpc
 from fpgacsp_proto.isa import Mode, Program
 from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
 
-from . import _channel, _codec
+from . import _channel, _codec, _retry
 from ._errors import DeadlineExceededError, FpgacspError, NotFoundError, from_rpc_error
 from ._types import DeviceStatus, ProgramInfo, ResetResult, SelfTestResult, SolveResult, Stats
 
@@ -35,21 +37,32 @@ LOCAL_TARGET = "local"
 ADMIN_METHODS = frozenset({"GetDeviceStatus", "SelfTest", "Reset", "GetStats"})
 
 
-def connect(target: str = DEFAULT_TARGET, *, timeout: float = DEFAULT_TIMEOUT, **channel_options: Any) -> Client:
+def connect(
+    target: str = DEFAULT_TARGET,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
+    **channel_options: Any,
+) -> Client:
     """A client for ``target``: ``"host:port"``, ``"unix:///path.sock"`` or ``"local"`` (in-process engine).
 
-    ``timeout`` is the default deadline of every call, in seconds. ``channel_options`` are gRPC channel
-    arguments, with or without their ``grpc.`` prefix (``keepalive_time_ms=60_000``); they override the
-    defaults of ``fpgacsp._channel``. For ``"local"`` the only option is ``threads`` (engine threads; default
-    one per CPU). No connection is made here: an unreachable daemon shows on the first call.
+    ``timeout`` is the default deadline of every call, in seconds. ``wait_for_daemon_s``: how long an RPC that
+    finds the daemon unavailable (restarting, draining, starting) keeps retrying before it raises
+    :class:`UnavailableError`, within the call's deadline; the default 0 fails fast (after gRPC's own few
+    quick retries). Training jobs and other long-running callers should pass e.g. 30 to ride through a
+    daemon restart. ``channel_options`` are gRPC channel arguments, with or without their ``grpc.`` prefix
+    (``keepalive_time_ms=60_000``); they override the defaults of ``fpgacsp._channel``. For ``"local"`` the only
+    option is ``threads`` (engine threads; default one per CPU) and ``wait_for_daemon_s`` is accepted but moot.
+    No connection is made here: an unreachable daemon shows on the first call.
     """
     target = _channel.check_target(target)
     timeout = _codec.check_timeout(timeout)
+    wait_for_daemon_s = _retry.check_wait_for_daemon(wait_for_daemon_s)
     if target == LOCAL_TARGET:
         from ._local_client import LocalClient
 
         return LocalClient(timeout=timeout, **channel_options)
-    return GrpcClient(target, timeout=timeout, channel_options=channel_options)
+    return GrpcClient(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, channel_options=channel_options)
 
 
 class Client(abc.ABC):
@@ -124,11 +137,19 @@ class Client(abc.ABC):
 class GrpcClient(Client):
     """The daemon over gRPC (``fpgacsp.v1.Solver`` and ``fpgacsp.v1.Admin``). Thread-safe; not fork-safe."""
 
-    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, channel_options: Mapping[str, Any] = {}):
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
+        channel_options: Mapping[str, Any] = {},
+    ):
         from . import __version__
 
         self.target = target
         self.timeout = _codec.check_timeout(timeout)
+        self.wait_for_daemon_s = _retry.check_wait_for_daemon(wait_for_daemon_s)
         self._overrides = dict(channel_options)
         self._channel = _channel.sync_channel(
             target, _channel.channel_options(f"fpgacsp/{__version__}", self._overrides)
@@ -140,7 +161,7 @@ class GrpcClient(Client):
         self._closed = False
 
     def __reduce__(self) -> tuple[Callable[..., Client], tuple[Any, ...]]:
-        return (_reconnect, (self.target, self.timeout, self._overrides))
+        return (_reconnect, (self.target, self.timeout, self._overrides, self.wait_for_daemon_s))
 
     # --- data plane ------------------------------------------------------------------------------------
 
@@ -228,7 +249,18 @@ class GrpcClient(Client):
         return _codec.check_program_id(program) if isinstance(program, str) else self._ids.id_of(program)
 
     def _invoke(self, method: str, request: Any, deadline: float) -> Any:
-        """Run one RPC with what is left of ``deadline``: the one place gRPC errors are converted."""
+        """Run one RPC with what is left of ``deadline``, waiting out an unavailable daemon (``_retry``)."""
+        wait = _retry.DaemonWait(self.target, self.wait_for_daemon_s, deadline)
+        while True:
+            try:
+                return self._attempt(method, request, deadline)
+            except _retry.HANDLED as err:
+                backoff = wait.pause_after(err)  # raises when there is no waiting left
+            time.sleep(backoff)
+            wait.resume(_channel.wait_ready(self._channel, wait.left()))
+
+    def _attempt(self, method: str, request: Any, deadline: float) -> Any:
+        """One try of one RPC: the one place gRPC errors are converted."""
         self._check_usable()
         call = getattr(self._admin if method in ADMIN_METHODS else self._solver, method)
         remaining = deadline - time.monotonic()
@@ -252,6 +284,6 @@ class GrpcClient(Client):
             )
 
 
-def _reconnect(target: str, timeout: float, overrides: Mapping[str, Any]) -> Client:
+def _reconnect(target: str, timeout: float, overrides: Mapping[str, Any], wait_for_daemon_s: float = 0.0) -> Client:
     """Unpickling a client connects afresh: a channel is process-local state."""
-    return connect(target, timeout=timeout, **overrides)
+    return connect(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, **overrides)

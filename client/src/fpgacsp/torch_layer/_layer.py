@@ -4,7 +4,9 @@ The module owns the configuration (program, mode, discretization, estimator, whe
 it once, at construction; ``forward`` checks the logits and hands one frozen spec to :class:`SolveFunction`.
 Where to solve is stored as a target string, never as a live connection, when the layer connects itself: the
 layer then pickles (DataLoader workers, ``torch.save``, ``copy.deepcopy``) and every process connects on its
-first forward, reconnecting when it notices it is a forked child.
+first forward, reconnecting when it notices it is a forked child. That connection waits up to
+``wait_for_daemon_s`` (30 s) for a daemon that is restarting or draining, so a training step rides through a
+daemon restart instead of failing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, NamedTuple
 from fpgacsp_proto.isa import Mode, Program, Status
 from torch import Tensor, nn
 
+from .._retry import check_wait_for_daemon
 from ._discretize import ConfidentArgmax, Discretizer, Threshold, check_labels, check_logits
 from ._estimators import Estimator, make_estimator
 from ._function import SolveFunction, SolverClient, SolveSpec
@@ -25,6 +28,7 @@ from ._function import SolveFunction, SolverClient, SolveSpec
 __all__ = ["ConstraintLayer", "SolverOutput"]
 
 _MODES = {"solve": Mode.SOLVE, "propagate": Mode.PROPAGATE}
+DEFAULT_WAIT_FOR_DAEMON_S = 30.0  # a training step rides through a daemon restart instead of failing
 _DISCRETIZERS: dict[str, type[Discretizer]] = {"threshold": Threshold, "confident_argmax": ConfidentArgmax}
 
 
@@ -69,6 +73,11 @@ class ConstraintLayer(nn.Module):
         node_limit: search nodes per instance before ``LIMIT`` (None: the target's default).
         priorities: in ``"solve"`` mode, try each variable's likelier values first (ranks from the logits).
         timeout: seconds per solve call (None: the client's default deadline).
+        wait_for_daemon_s: seconds a solve keeps retrying while the daemon is unavailable (restarting, draining,
+            starting up) before it raises :class:`fpgacsp.UnavailableError`; None means 30 s, 0 fails at once.
+            It configures the layer's own connection (``target``); a ``client`` you pass has its own setting
+            (``fpgacsp.connect(..., wait_for_daemon_s=...)``), so passing both is an error. The call's deadline
+            (``timeout``) still bounds every call.
     """
 
     def __init__(
@@ -83,6 +92,7 @@ class ConstraintLayer(nn.Module):
         node_limit: int | None = None,
         priorities: bool = False,
         timeout: float | None = None,
+        wait_for_daemon_s: float | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(program, Program):
@@ -96,6 +106,7 @@ class ConstraintLayer(nn.Module):
         self.node_limit = _parse_node_limit(node_limit)
         self.priorities = _parse_priorities(priorities, self.mode)
         self.timeout = _parse_timeout(timeout)
+        self.wait_for_daemon_s = _parse_wait(wait_for_daemon_s, self._client)
         self._lock = threading.Lock()
         self._connected: SolverClient | None = None  # our own connection to ``target``, for ``_pid`` only
         self._pid = 0
@@ -131,7 +142,8 @@ class ConstraintLayer(nn.Module):
         with self._lock:
             if self._connected is None or self._pid != os.getpid():
                 # a forked child inherits the parent's connection object but not its threads or sockets
-                self._connected = _connect(self.target)
+                wait = DEFAULT_WAIT_FOR_DAEMON_S if self.wait_for_daemon_s is None else self.wait_for_daemon_s
+                self._connected = _connect(self.target, wait)
                 self._pid = os.getpid()
             return self._connected
 
@@ -152,6 +164,8 @@ class ConstraintLayer(nn.Module):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._lock = threading.Lock()
+        if "wait_for_daemon_s" not in self.__dict__:  # pickled before the option existed
+            self.wait_for_daemon_s = DEFAULT_WAIT_FOR_DAEMON_S if self._client is None else None
 
     def extra_repr(self) -> str:
         p = self.program
@@ -169,14 +183,16 @@ class ConstraintLayer(nn.Module):
             parts.append("priorities=True")
         if self.timeout is not None:
             parts.append(f"timeout={self.timeout}")
+        if self._client is None and self.wait_for_daemon_s != DEFAULT_WAIT_FOR_DAEMON_S:
+            parts.append(f"wait_for_daemon_s={self.wait_for_daemon_s}")
         return ", ".join(parts)
 
 
-def _connect(target: str) -> SolverClient:
-    """``fpgacsp.connect(target)``: the one place the layer opens a connection."""
+def _connect(target: str, wait_for_daemon_s: float) -> SolverClient:
+    """``fpgacsp.connect(target, ...)``: the one place the layer opens a connection."""
     from .._client import connect
 
-    return connect(target)
+    return connect(target, wait_for_daemon_s=wait_for_daemon_s)
 
 
 def _parse_mode(mode: object) -> Mode:
@@ -227,6 +243,17 @@ def _parse_priorities(priorities: object, mode: Mode) -> bool:
     if priorities and mode != Mode.SOLVE:
         raise ValueError("priorities: only mode='solve' branches, so priorities=True needs mode='solve'")
     return priorities
+
+
+def _parse_wait(wait_for_daemon_s: object, client: SolverClient | None) -> float | None:
+    if client is not None:
+        if wait_for_daemon_s is not None:
+            raise ValueError(
+                "wait_for_daemon_s: configures the layer's own connection (target=...); for a client you pass, "
+                "set it on the client: fpgacsp.connect(address, wait_for_daemon_s=...)"
+            )
+        return None  # the client's own setting applies
+    return check_wait_for_daemon(DEFAULT_WAIT_FOR_DAEMON_S if wait_for_daemon_s is None else wait_for_daemon_s)
 
 
 def _parse_timeout(timeout: object) -> float | None:
