@@ -85,7 +85,7 @@ def test_unreachable_daemon_exits_2_with_a_clear_message(puzzle_file: Path) -> N
 
 def test_status_table_formatting() -> None:
     device = DeviceStatus("engine", "fast core, 2 threads", DeviceState.DRAINING, "0.1.0", 90_061, 10, 2000, 3, 4, 1, 0,
-                          2, 5, 1024, 500)  # fmt: skip
+                          2, 5, 1024, 500, card_nodes=123_456, busy_ms=14_200)  # fmt: skip
     programs = [
         ProgramInfo("a" * 64, 81, 9, 27, 1149, True, 12, 1_000, 1_700_000_000_000),
         ProgramInfo("b" * 64, 1_000, 64, 12_345, 99, False, 0, 2_000, 0),
@@ -96,6 +96,7 @@ def test_status_table_formatting() -> None:
     lines = text.splitlines()
     assert "  state      DRAINING" in lines and "  uptime     1d 1h 01m 01s" in lines
     assert "  queue      5 requests waiting (max_batch 1,024, max_delay_us 500)" in lines
+    assert "  device     busy for 14.2 s, card at 123,456 nodes" in lines  # a long job: slow while the count climbs
     assert "  solves     OK 12, RESOURCE_EXHAUSTED 3" in lines
     assert "programs (2 loaded)" in lines
     table = lines[lines.index("programs (2 loaded)") + 1 :]

@@ -213,6 +213,8 @@ def device_status(msg: admin_pb2.DeviceStatus) -> DeviceStatus:
         queue_depth=msg.queue_depth,
         max_batch=msg.max_batch,
         max_delay_us=msg.max_delay_us,
+        card_nodes=msg.card_nodes,
+        busy_ms=msg.busy_ms,
     )
 
 

@@ -172,6 +172,7 @@ class LocalClient(Client):
                 queue_depth=0,
                 max_batch=0,  # no batcher: every call is its own batch, of any size
                 max_delay_us=0,
+                card_nodes=t["nodes"],  # no card: the engine's own count
             )
 
     def stats(self, *, timeout: float | None = None) -> Stats:

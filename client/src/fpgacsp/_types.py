@@ -96,6 +96,8 @@ class DeviceStatus:
     queue_depth: int  # requests waiting for the device
     max_batch: int
     max_delay_us: int
+    card_nodes: int = 0  # the card's node counter: climbing while a job searches (slow), frozen if it hangs
+    busy_ms: int = 0  # how long the device call running now has run; 0 when idle
 
 
 @dataclass(frozen=True)

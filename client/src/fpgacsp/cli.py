@@ -379,6 +379,9 @@ def format_status(target: str, device: DeviceStatus, programs: Sequence[ProgramI
         f"  work       {n(device.batches)} batches, {n(device.instances)} instances, {n(device.nodes)} nodes, "
         f"{n(device.sweeps)} sweeps",
         f"  faults     {n(device.faults)} faults, {n(device.resets)} resets",
+        f"  device     busy for {device.busy_ms / 1000:.1f} s, card at {n(device.card_nodes)} nodes"
+        if device.busy_ms
+        else f"  device     idle, card at {n(device.card_nodes)} nodes",
         f"  queue      {n(device.queue_depth)} requests waiting"
         + (f" (max_batch {n(device.max_batch)}, max_delay_us {n(device.max_delay_us)})" if device.max_batch else ""),
     ]
