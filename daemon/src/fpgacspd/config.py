@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 class ServerConfig:
     listen: tuple[str, ...] = ("127.0.0.1:50051",)
     metrics_listen: str = ""  # empty: no metrics endpoint
-    metrics_max_connections: int = DEFAULT_MAX_CONNECTIONS  # one more is closed at once
+    metrics_max_connections: int = DEFAULT_MAX_CONNECTIONS  # one more replaces the longest-waiting head
     metrics_read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # for a whole request head (and a kept-alive idle wait)
     metrics_write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S  # for a whole response
     shutdown_grace_s: float = 30.0

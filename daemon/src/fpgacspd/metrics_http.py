@@ -5,8 +5,10 @@ The endpoint used to be a thread-per-connection WSGI server without timeouts: 2,
 (``asyncio`` streams), so a connection costs a socket and a small task, never a thread, and closing the
 endpoint aborts every connection at once. Limits (``[server] metrics_*`` in the configuration):
 
-- at most ``max_connections`` connections at a time; one more is closed the moment it is accepted, without an
-  answer (answering would mean reading its request, i.e. serving it);
+- at most ``max_connections`` connections at a time. When they are all open, a new one takes the place of the
+  connection that has waited longest for its request head (a slowloris holds its slot that way; a scraper
+  sends its head at once), which is closed; only when every open connection is being answered is the new one
+  closed the moment it is accepted, without an answer (answering would mean reading its request);
 - the request head (request line and headers) must arrive complete within ``read_timeout_s`` of the moment
   the server starts waiting for it: one deadline for the whole head, not per read, so a client sending a byte
   a second is dropped at the deadline like a silent one. On a kept-alive connection the wait for the next
@@ -87,9 +89,11 @@ class MetricsHTTPServer:
         self.read_timeout_s = read_timeout_s
         self.write_timeout_s = write_timeout_s
         self.refused = 0  # connections closed at once because max_connections were open
+        self.evicted = 0  # connections closed to make room while they still waited for their request head
         self._server: asyncio.Server | None = None
         self._closing = False
         self._connections: set[asyncio.Task[None]] = set()
+        self._waiting: dict[asyncio.Task[None], float] = {}  # connections waiting for a head, since when
 
     @property
     def connections(self) -> int:
@@ -131,28 +135,42 @@ class MetricsHTTPServer:
 
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Run on accept, synchronously: admit the connection (one task) or close it before it costs anything."""
+        if not self._closing and len(self._connections) >= self.max_connections and self._waiting:
+            oldest = min(self._waiting, key=self._waiting.__getitem__)
+            del self._waiting[oldest]
+            self._connections.discard(oldest)
+            oldest.cancel()  # its finally aborts the socket
+            self.evicted += 1
         if self._closing or len(self._connections) >= self.max_connections:
             self.refused += 1
             writer.transport.abort()
             return
         # drain() then waits until the kernel has every byte, so write_timeout_s covers the whole response.
         writer.transport.set_write_buffer_limits(high=0)
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._serve(reader, writer))
         self._connections.add(task)
+        self._waiting[task] = loop.time()
         task.add_done_callback(self._connections.discard)
+        task.add_done_callback(lambda t: self._waiting.pop(t, None))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         try:
             while True:
+                self._waiting[task] = asyncio.get_running_loop().time()
                 try:
                     async with asyncio.timeout(self.read_timeout_s):
                         head = await reader.readuntil(b"\r\n\r\n")
                 except asyncio.LimitOverrunError:
                     response = _Response(431, b"request head too large\n")
-                except (TimeoutError, asyncio.IncompleteReadError):
-                    return  # too slow, or gone: drop it without a word
+                except (TimeoutError, asyncio.IncompleteReadError, asyncio.CancelledError):
+                    return  # too slow, gone, or evicted for a newer connection: drop it without a word
                 else:
                     response = self._answer(head)
+                finally:
+                    self._waiting.pop(task, None)
                 writer.write(response.encode())
                 async with asyncio.timeout(self.write_timeout_s):
                     await writer.drain()
