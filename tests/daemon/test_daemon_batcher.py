@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fpgacsp_proto.encoding import encode_program, program_id
 from fpgacsp_proto.isa import Mode, Neq, Program, make_program
 from fpgacspd.batcher import Batcher, SolveAnswer
 from fpgacspd.config import BatchingConfig
@@ -26,7 +25,7 @@ PROPAGATE = SolveOptions(Mode.PROPAGATE)
 
 def entry(n: int = 3) -> ProgramEntry:
     p: Program = make_program(n, 8, [Neq(i, i + 1) for i in range(n - 1)])
-    return ProgramEntry(program_id(p), p, len(encode_program(p)), False, 0, 0)
+    return ProgramEntry.of(p)
 
 
 A, B = entry(3), entry(4)

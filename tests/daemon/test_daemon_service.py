@@ -29,7 +29,7 @@ from fpgacspd.errors import (
     Unavailable,
 )
 from fpgacspd.selftest import known_answers
-from fpgacspd.service import AdminServicer, SolverServicer, to_status
+from fpgacspd.service import RAW_METHODS, AdminServicer, SolverServicer, to_status
 
 
 class Aborted(Exception):  # noqa: N818 (stands for grpc's own abort exception)
@@ -77,14 +77,19 @@ def with_daemon(test: Test, config: Config | None = None) -> None:
     asyncio.run(asyncio.wait_for(main(), timeout=60))
 
 
+def as_received(handler: Callable[..., Awaitable[Any]], request: Any) -> Any:
+    """What grpc hands the handler: the message, or its bytes for a method that parses its own body."""
+    return request.SerializeToString() if handler.__name__ in RAW_METHODS else request
+
+
 async def call(handler: Callable[..., Awaitable[Any]], request: Any, timeout: float | None = None) -> Any:
-    return await handler(request, FakeContext(timeout))
+    return await handler(as_received(handler, request), FakeContext(timeout))
 
 
 async def fails(handler: Callable[..., Awaitable[Any]], request: Any) -> tuple[grpc.StatusCode, str]:
     ctx = FakeContext()
     with pytest.raises(Aborted):
-        await handler(request, ctx)
+        await handler(as_received(handler, request), ctx)
     assert ctx.code is not None
     return ctx.code, ctx.details
 

@@ -3,7 +3,8 @@
 A program over ``registry.max_constraints`` must be refused in well under a second (the count is read from the
 parsed message, not after decoding every constraint), and registering one just under the limit, which takes
 seconds to decode, validate and hash, must not hold the event loop: health checks and status keep answering
-meanwhile. The limit is lowered here (200,000) to keep the test short; bench/soak.py runs the default 1,048,576.
+meanwhile (it is prepared in a child process). The limit is lowered here (200,000) to keep the test short;
+bench/soak.py runs the default 1,048,576.
 """
 
 from __future__ import annotations
@@ -12,11 +13,27 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import numpy as np
 from daemon_process import DaemonProcess
-from fpgacsp_proto.v1 import admin_pb2
+from fpgacsp_proto.convert import program_from_proto
+from fpgacsp_proto.encoding import program_id
+from fpgacsp_proto.isa import Mode
+from fpgacsp_proto.v1 import admin_pb2, solver_pb2
+from fpgacspd.core import INLINE_REGISTRATION_BYTES
+from fpgacspd.engine import FastEngine
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .wire import RPC_TIMEOUT_S, connect, expect_error, neq_register_request_bytes, raw_register
+from .wire import (
+    RPC_TIMEOUT_S,
+    connect,
+    decode,
+    expect_error,
+    first_difference,
+    local,
+    neq_register_request_bytes,
+    raw_register,
+    solve_request,
+)
 
 LIMIT = 200_000
 
@@ -55,3 +72,23 @@ def test_a_program_over_the_constraint_limit_is_refused_before_decoding_and_one_
         assert registered.created and registered.info.num_constraints == LIMIT
         assert took > 0.5 and len(waits) >= 5, (took, len(waits))  # it was a long registration ...
         assert max(waits) < 0.1, f"... and the server kept answering: {sorted(waits)[-5:]} s"
+
+
+def test_a_program_prepared_in_the_child_process_solves_exactly_like_the_engine() -> None:
+    """Over 64 KiB a body is prepared in a child process and only its canonical encoding comes back; the program
+    is decoded on its first solve, on the device thread. Its id and its answers must be exactly those of the
+    program itself."""
+    body = neq_register_request_bytes(1000, 8_000)
+    assert len(body) > INLINE_REGISTRATION_BYTES
+    program = program_from_proto(solver_pb2.RegisterProgramRequest.FromString(body).program)
+    domains = np.full((3, program.num_vars), 0xFF, dtype=np.uint64)
+    domains[1, :5] = 1  # a few fixed values: propagation has something to do
+    domains[2, 0] = domains[2, 1] = 2
+    with DaemonProcess() as daemon:
+        stubs = connect(daemon.address)
+        registered = raw_register(stubs.channel)(body, timeout=RPC_TIMEOUT_S)
+        assert registered.program_id == program_id(program) and registered.info.num_constraints == 8_000
+        resp = stubs.solver.Solve(solve_request(registered.program_id, program, domains, Mode.PROPAGATE),
+                                  timeout=RPC_TIMEOUT_S)  # fmt: skip
+        want = local(FastEngine(threads=1), program, domains, Mode.PROPAGATE)
+        assert first_difference(decode(resp, program, 3), want) == ""

@@ -25,6 +25,8 @@ from fpgacspd.engine import BatchResult, FastEngine, SolveOptions
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from bench._hostile import neq_register_request_bytes  # noqa: F401 (re-exported for the tests)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"  # as in tests/conftest.py
 SUDOKU_DIR = DATA_DIR / "sudoku"
@@ -165,30 +167,6 @@ class Scrape:
             if s.name == name:
                 out[s.labels[label]] += int(s.value)
         return out
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def neq_register_request_bytes(num_vars: int, count: int, domain_size: int = 8) -> bytes:
-    """A serialized ``RegisterProgramRequest`` of ``count`` NEQ constraints (x != y over a ring of variables),
-    built as bytes: a million constraints in about a second, where building the message object takes minutes."""
-    pieces = []
-    for i in range(count):
-        x, y = i % num_vars, (i + 1 + i // num_vars) % num_vars
-        if x == y:
-            y = (y + 1) % num_vars
-        neq = b"\x08" + _varint(x) + b"\x10" + _varint(y)
-        constraint = b"\x12" + _varint(len(neq)) + neq
-        pieces.append(b"\x1a" + _varint(len(constraint)) + constraint)
-    program = b"\x08" + _varint(num_vars) + b"\x10" + _varint(domain_size) + b"".join(pieces)
-    return b"\x0a" + _varint(len(program)) + program
 
 
 def raw_register(channel: grpc.Channel) -> Callable[..., solver_pb2.RegisterProgramResponse]:

@@ -15,12 +15,6 @@ from .config import ConfigError, load_config
 from .logs import configure_logging
 from .server import serve
 
-# Python hands the GIL to a waiting thread after this long (default 5 ms). The daemon's heavy work either
-# releases the GIL (the engine, interrupt waits) or is pure Python on a worker thread (decoding a huge
-# program); every RPC the event loop answers meanwhile needs the GIL several times, and 1 ms keeps a health
-# check or status under 100 ms while a million-constraint program decodes (5 ms: up to 140 ms measured).
-GIL_SWITCH_INTERVAL_S = 0.001
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
@@ -29,7 +23,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fpgacspd: configuration error: {e}", file=sys.stderr)
         return 2
     configure_logging(config.log.format, config.log.level)
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     return asyncio.run(serve(config))
 
 

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 
 import numpy as np
-from fpgacsp_proto.isa import Program, Status
-from fpgacsp_proto.v1 import isa_pb2
+from fpgacsp_proto.isa import Status
 
-from . import __version__, wire
+from . import __version__, program_body
 from .batcher import DRAINING, Batcher, SolveAnswer
 from .config import Config
 from .device import DeviceInfo, DeviceState, DeviceWorker
@@ -27,25 +24,15 @@ from .engine import BatchResult, SolveOptions
 from .errors import Unavailable
 from .logs import get_logger, log_event
 from .metrics import Metrics
+from .preparer import Preparer
 from .registry import PreparedProgram, ProgramEntry, ProgramRegistry
 from .selftest import SelfTestReport
 
 _STATUS_NAMES = {int(s): s.name.lower() for s in Status}
 _log = get_logger("core")
-
-
-@contextlib.contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Decoding a huge program allocates millions of objects, which triggers the cyclic collector again and
-    again; each full pass holds the GIL for tens of milliseconds over the whole heap, stalling the event loop.
-    Decoding makes no reference cycles (reference counting frees everything), so the collector may rest."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+# A registration this small (a 9x9 Sudoku is 1.5 kB, 64 KiB about 6,000 constraints) is decoded on the event loop
+# in a few milliseconds at most, and never waits behind a huge one; a larger one goes to a child process.
+INLINE_REGISTRATION_BYTES = 64 << 10
 
 
 class Core:
@@ -54,9 +41,7 @@ class Core:
         self.worker = worker
         self.metrics = metrics or Metrics()
         self.registry = ProgramRegistry(config.registry, on_remove=self._on_remove)
-        # Decoding, validating and hashing a program of a million constraints takes seconds: it runs here, one
-        # at a time (a second huge registration waits instead of doubling the memory), never on the event loop.
-        self._registrations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fpgacsp-register")
+        self._preparer = Preparer()  # large registrations: in a child process, one at a time
         self.batcher = Batcher(config.batching, self._run_batch, self.metrics)
         self.started = time.monotonic()
         self.version = __version__
@@ -119,25 +104,30 @@ class Core:
 
     # -- programs ------------------------------------------------------------------------------------------
 
-    async def register(self, program: Program | isa_pb2.Program, pin: bool) -> tuple[ProgramEntry, bool]:
-        """Check, decode (from the wire form), encode and hash off the event loop, then admit on it."""
+    async def register(self, body: bytes) -> tuple[ProgramEntry, bool]:
+        """A ``RegisterProgramRequest``'s bytes: parse, check, decode, encode and hash (in a child process unless
+        the body is small), then admit."""
         self._refuse_when_draining()
-        if isinstance(program, isa_pb2.Program):
-            wire.check_program_size(program, self.config.registry)
-        loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._registrations, self._prepare, program)
-        self._refuse_when_draining()
+        limits = self.registry.limits
+        if len(body) <= INLINE_REGISTRATION_BYTES:
+            program, pin = program_body.decode_body(body, limits)
+            prepared = self.registry.prepare(program)
+        else:
+            # refused before the child starts when over a limit: the walk is plain Python, so a thread of ours
+            # does it while the loop keeps the GIL for itself every few milliseconds
+            await asyncio.get_running_loop().run_in_executor(None, program_body.check_body, body, limits)
+            done = await self._preparer.prepare(body, limits)
+            prepared = PreparedProgram(
+                done.program_id, done.encoding, done.num_vars, done.domain_size, done.num_constraints
+            )
+            pin = done.pin
+            self._refuse_when_draining()
         entry, created = self.registry.admit(prepared, pin)
         self.metrics.set_programs_loaded(len(self.registry))
         return entry, created
 
-    def _prepare(self, program: Program | isa_pb2.Program) -> PreparedProgram:
-        with _no_cyclic_gc():
-            decoded = wire.decode_program(program) if isinstance(program, isa_pb2.Program) else program
-            return self.registry.prepare(decoded)
-
     def close(self) -> None:
-        self._registrations.shutdown(wait=False, cancel_futures=True)
+        self._preparer.close()
 
     def release(self, program_id: str) -> bool:
         released = self.registry.release(program_id)
@@ -200,7 +190,10 @@ class Core:
         options: SolveOptions,
         deadline: float | None,
     ) -> BatchResult:
-        return await self.worker.run_batch(entry.program_id, entry.program, domains, priorities, options, deadline)
+        # a function, not the program: one held as its encoding is decoded on the device thread, not here
+        return await self.worker.run_batch(
+            entry.program_id, lambda: entry.program, domains, priorities, options, deadline
+        )
 
     # -- admin -------------------------------------------------------------------------------------------------
 

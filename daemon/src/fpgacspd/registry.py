@@ -1,12 +1,13 @@
 """Content-addressed program registry with size limits and LRU eviction of unpinned programs.
 
 A program is named by the SHA-256 of its canonical encoding, so registering is idempotent: the same
-program from any client gets the same entry back. Registering has two halves: :meth:`ProgramRegistry.prepare`
-checks the limits, encodes and hashes (pure and thread-safe: the daemon runs it off the event loop, since a
-program of a million constraints takes seconds), and :meth:`ProgramRegistry.admit` enters the result, on the
-event loop's thread (no locks). The registry bounds the programs it holds by count and by their estimated
-memory (``max_total_bytes``). An entry stays usable by requests that already hold it after it is released or
-evicted: in-flight solves finish, later ones get ``NOT_FOUND`` and the client re-registers.
+program from any client gets the same entry back. Registering has two halves: preparing checks the limits,
+encodes and hashes (:meth:`ProgramRegistry.prepare`, or :func:`fpgacspd.program_body.prepare_body` in a child
+process for a huge program, which then crosses over as its canonical encoding only), and
+:meth:`ProgramRegistry.admit` enters the result, on the event loop's thread (no locks). The registry bounds
+the programs it holds by count and by their estimated memory (``max_total_bytes``). An entry stays usable by
+requests that already hold it after it is released or evicted: in-flight solves finish, later ones get
+``NOT_FOUND`` and the client re-registers.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import sha256
 
-from fpgacsp_proto.encoding import encode_program
+from fpgacsp_proto.encoding import decode_program, encode_program
 from fpgacsp_proto.isa import Program
 
 from .config import RegistryConfig
 from .errors import InvalidArgument, NotFound, ResourceExhausted
+from .program_body import SizeLimits, check_encoding, check_shape
 
 _ID = re.compile(r"[0-9a-f]{64}")
 # What a held program costs in memory per byte of its canonical encoding: its Python objects (constraint
@@ -34,11 +36,24 @@ FOOTPRINT_BASE = 1024  # the entry itself
 
 @dataclass(frozen=True)
 class PreparedProgram:
-    """A checked, encoded and named program, ready for :meth:`ProgramRegistry.admit`."""
+    """A checked, encoded and named program, ready for :meth:`ProgramRegistry.admit`. ``program`` is None when
+    it was prepared in another process (a huge one): only its canonical encoding crossed over."""
 
-    program: Program
     program_id: str
-    encoded_bytes: int
+    encoding: bytes
+    num_vars: int
+    domain_size: int
+    num_constraints: int
+    program: Program | None = None
+
+    @classmethod
+    def of(cls, program: Program, encoding: bytes) -> PreparedProgram:
+        n, d, c = program.num_vars, program.domain_size, len(program.constraints)
+        return cls(sha256(encoding).hexdigest(), encoding, n, d, c, program)
+
+    @property
+    def encoded_bytes(self) -> int:
+        return len(self.encoding)
 
     @property
     def footprint(self) -> int:
@@ -57,24 +72,38 @@ def _now_ms() -> int:
 @dataclass
 class ProgramEntry:
     program_id: str
-    program: Program
-    encoded_bytes: int
+    encoding: bytes  # canonical (docs/isa.md): what the device loads
+    num_vars: int
+    domain_size: int
+    num_constraints: int
     pinned: bool
     registered_unix_ms: int
     last_used_unix_ms: int
     solves: int = 0
+    _program: Program | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, program: Program, pinned: bool = False) -> ProgramEntry:
+        """An entry for ``program`` as registering it makes one (for tests and tools)."""
+        prepared = PreparedProgram.of(program, encode_program(program))
+        return cls.prepared(prepared, pinned, 0)
+
+    @classmethod
+    def prepared(cls, p: PreparedProgram, pinned: bool, now_ms: int) -> ProgramEntry:
+        return cls(p.program_id, p.encoding, p.num_vars, p.domain_size, p.num_constraints, pinned, now_ms, now_ms,
+                   _program=p.program)  # fmt: skip
 
     @property
-    def num_vars(self) -> int:
-        return self.program.num_vars
+    def program(self) -> Program:
+        """The program, decoded from its encoding on first use when it was prepared in another process (a huge
+        program then costs its Python objects only once a client solves it)."""
+        if self._program is None:
+            self._program = decode_program(self.encoding)
+        return self._program
 
     @property
-    def domain_size(self) -> int:
-        return self.program.domain_size
-
-    @property
-    def num_constraints(self) -> int:
-        return len(self.program.constraints)
+    def encoded_bytes(self) -> int:
+        return len(self.encoding)
 
     @property
     def footprint(self) -> int:
@@ -115,25 +144,17 @@ class ProgramRegistry:
         """``(entry, created)``. Registering again is a no-op except that ``pin=True`` pins for good."""
         return self.admit(self.prepare(program), pin)
 
+    @property
+    def limits(self) -> SizeLimits:
+        c = self.config
+        return SizeLimits(c.max_vars, c.max_constraints, c.max_program_bytes)
+
     def prepare(self, program: Program) -> PreparedProgram:
         """Check the per-program limits, encode and hash. Pure: safe on any thread, the registry unchanged."""
-        limits = self.config
-        if program.num_vars > limits.max_vars:
-            raise ResourceExhausted(
-                f"program.num_vars: {program.num_vars} variables exceed registry.max_vars = {limits.max_vars}"
-            )
-        if len(program.constraints) > limits.max_constraints:
-            raise ResourceExhausted(
-                f"program.constraints: {len(program.constraints)} constraints exceed "
-                f"registry.max_constraints = {limits.max_constraints}"
-            )
+        check_shape(program.num_vars, len(program.constraints), self.limits)
         encoded = encode_program(program)
-        if len(encoded) > limits.max_program_bytes:
-            raise ResourceExhausted(
-                f"program: canonical encoding of {len(encoded)} bytes exceeds "
-                f"registry.max_program_bytes = {limits.max_program_bytes}"
-            )
-        return PreparedProgram(program, sha256(encoded).hexdigest(), len(encoded))
+        check_encoding(len(encoded), self.limits)
+        return PreparedProgram.of(program, encoded)
 
     def admit(self, prepared: PreparedProgram, pin: bool = False) -> tuple[ProgramEntry, bool]:
         """Enter a prepared program (event loop thread): LRU eviction of unpinned programs makes room by count
@@ -159,8 +180,7 @@ class ProgramRegistry:
                 f"pinned programs hold an estimated {self.total_bytes} bytes and this one needs "
                 f"{prepared.footprint} more (registry.max_total_bytes = {limits.max_total_bytes})"
             )
-        now = _now_ms()
-        entry = ProgramEntry(pid, prepared.program, prepared.encoded_bytes, pin, now, now)
+        entry = ProgramEntry.prepared(prepared, pin, _now_ms())
         self._entries[pid] = entry
         self.total_bytes += entry.footprint
         return entry, True

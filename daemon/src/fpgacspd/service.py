@@ -30,6 +30,7 @@ from . import wire
 from .core import Core
 from .errors import DaemonError, InvalidArgument
 from .logs import get_logger, log_event
+from .program_body import undecodable
 
 _log = get_logger("service")
 Req = TypeVar("Req")
@@ -57,7 +58,17 @@ class Undecodable:
     error: str
 
     def invalid_argument(self) -> InvalidArgument:
-        return InvalidArgument(f"request: {self.size} bytes do not parse as {self.message_type} ({self.error})")
+        return undecodable(self.size, self.error, self.message_type)
+
+
+def _raw(data: bytes) -> bytes:
+    """The deserializer of a method whose handler parses its own request, off the event loop."""
+    return data
+
+
+# Methods whose bodies may be huge (a program of a million constraints is 11 MB and takes 0.1 s to parse):
+# parsed by the handler, off the event loop, not by grpc on it.
+RAW_METHODS = frozenset({"RegisterProgram"})
 
 
 def _lenient(cls: type[Message]) -> Callable[[bytes], Message | Undecodable]:
@@ -78,7 +89,7 @@ def add_to_server(servicer: object, service: ServiceDescriptor, server: grpc.aio
         response = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             getattr(servicer, method.name),
-            request_deserializer=_lenient(request),
+            request_deserializer=_raw if method.name in RAW_METHODS else _lenient(request),
             response_serializer=response.SerializeToString,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
@@ -128,11 +139,9 @@ class _Servicer:
 class SolverServicer(_Servicer, solver_pb2_grpc.SolverServicer):
     @rpc("RegisterProgram")
     async def RegisterProgram(  # noqa: N802 (gRPC method names)
-        self, request: solver_pb2.RegisterProgramRequest, context: grpc.aio.ServicerContext
+        self, request: bytes, context: grpc.aio.ServicerContext
     ) -> solver_pb2.RegisterProgramResponse:
-        if not request.HasField("program"):
-            raise InvalidArgument("program: missing (set RegisterProgramRequest.program)")
-        entry, created = await self.core.register(request.program, request.pin)
+        entry, created = await self.core.register(request)  # a RAW_METHODS member: its bytes, parsed there
         return solver_pb2.RegisterProgramResponse(
             program_id=entry.program_id, created=created, info=wire.program_info(entry)
         )

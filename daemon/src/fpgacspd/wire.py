@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from fpgacsp_proto.bitset import DomainError, pack_domains, unpack_domains, unpack_priorities
 from fpgacsp_proto.convert import pack_u64, program_from_proto
 from fpgacsp_proto.isa import Mode, Program, ProgramError
-from fpgacsp_proto.v1 import admin_pb2, isa_pb2, solver_pb2
+from fpgacsp_proto.v1 import admin_pb2, solver_pb2
 
 from .batcher import BatcherStats, SolveAnswer
-from .config import RegistryConfig, SolveConfig
+from .config import SolveConfig
 from .device import DeviceInfo
 from .engine import SolveOptions
-from .errors import InvalidArgument, ResourceExhausted
+from .errors import InvalidArgument
 from .registry import ProgramEntry
 from .selftest import SelfTestReport
 
@@ -34,30 +35,13 @@ class SolveCall:
     options: SolveOptions
 
 
-def check_program_size(msg: isa_pb2.Program, limits: RegistryConfig) -> None:
-    """The registry's size limits, checked on the parsed message before a single constraint is decoded: a
-    program over them is refused in microseconds, not after seconds of decoding and validation."""
-    if msg.num_vars > limits.max_vars:
-        raise ResourceExhausted(
-            f"program.num_vars: {msg.num_vars} variables exceed registry.max_vars = {limits.max_vars}"
-        )
-    if len(msg.constraints) > limits.max_constraints:
-        raise ResourceExhausted(
-            f"program.constraints: {len(msg.constraints)} constraints exceed "
-            f"registry.max_constraints = {limits.max_constraints}"
-        )
-    # the wire form is never much larger than the canonical encoding (varints against fixed-width words)
-    size = msg.ByteSize()
-    if size > 2 * limits.max_program_bytes:
-        raise ResourceExhausted(
-            f"program: a message of {size} bytes cannot encode within registry.max_program_bytes = "
-            f"{limits.max_program_bytes}"
-        )
-
-
 def decode_program(msg: object) -> Program:
+    return _as_invalid(lambda: program_from_proto(msg))  # type: ignore[arg-type]
+
+
+def _as_invalid(decode: Callable[[], Program]) -> Program:
     try:
-        return program_from_proto(msg)  # type: ignore[arg-type]
+        return decode()
     except ProgramError as e:
         raise InvalidArgument(f"program: {e}") from e
 

@@ -6,6 +6,8 @@ wire and a malformed message gets the same ``ProgramError`` text the client woul
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from .isa import AllDiff, Constraint, Linear, LinearOp, Neq, Program, ProgramError, Table2, make_program
@@ -34,7 +36,13 @@ def program_to_proto(p: Program) -> isa_pb2.Program:
 
 def program_from_proto(msg: isa_pb2.Program) -> Program:
     """Validated :class:`Program`; raises :class:`ProgramError` naming the constraint and field."""
-    return make_program(msg.num_vars, msg.domain_size, [_constraint(i, c) for i, c in enumerate(msg.constraints)])
+    return program_from_parts(msg.num_vars, msg.domain_size, msg.constraints)
+
+
+def program_from_parts(num_vars: int, domain_size: int, constraints: Iterable[isa_pb2.Constraint]) -> Program:
+    """:func:`program_from_proto` from a program's scalars and its constraint messages, which may come from
+    several partial parses (the daemon parses a huge program a few thousand constraints at a time)."""
+    return make_program(num_vars, domain_size, [_constraint(i, c) for i, c in enumerate(constraints)])
 
 
 def _constraint(i: int, c: isa_pb2.Constraint) -> Constraint:

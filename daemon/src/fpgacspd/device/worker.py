@@ -87,13 +87,16 @@ class DeviceWorker:
     async def run_batch(
         self,
         program_id: str,
-        program: Program,
+        program: Program | Callable[[], Program],
         domains: np.ndarray,
         priorities: np.ndarray | None,
         options: SolveOptions,
         deadline: float | None = None,
     ) -> BatchResult:
         """One batch. The device recovers from faults itself; what still fails fails this batch only.
+
+        ``program`` may be a function that returns it: it is then called on the device thread (a huge program
+        held as its encoding is decoded there, on its first solve, not on the event loop).
 
         A batch queued behind the one that failed the device is not run on a FAILED device: it is answered
         UNAVAILABLE (retry elsewhere, or once the recovery brought the device back)."""
@@ -110,7 +113,7 @@ class DeviceWorker:
     def _run_batch(
         self,
         program_id: str,
-        program: Program,
+        program: Program | Callable[[], Program],
         domains: np.ndarray,
         priorities: np.ndarray | None,
         options: SolveOptions,
@@ -118,6 +121,8 @@ class DeviceWorker:
     ) -> BatchResult:
         if self._lost.is_set() or self.state == DeviceState.FAILED:  # it failed while this batch waited
             raise Unavailable("device: failed; the daemon is trying to recover it (see fpgacsp status); retry")
+        if callable(program):
+            program = program()
         try:
             return self.device.run_batch(program_id, program, domains, priorities, options, deadline)
         except DeviceLost:
