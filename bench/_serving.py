@@ -40,6 +40,8 @@ class Daemon:
         self.args = list(args)
         self.address = ""
         self.unix_address = ""
+        self.metrics_address = ""  # when started with --metrics-listen
+        self.events: list[dict[str, Any]] = []  # every JSON log line, parsed
         self._tmp = tempfile.TemporaryDirectory(prefix="fpgacsp-bench-", dir="/tmp")  # short AF_UNIX path
         self._tail: collections.deque[str] = collections.deque(maxlen=200)
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -72,6 +74,8 @@ class Daemon:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self._tail.append(line)
             self._lines.put(line)
+            if event := _event(line):
+                self.events.append(event)
         self._lines.put(None)
 
     def _wait_ready(self) -> None:
@@ -86,6 +90,8 @@ class Daemon:
             event = _event(line)
             if event.get("event") == "listening" and not str(event.get("address", "")).startswith("unix:"):
                 self.address = self.address or str(event["address"])
+            elif event.get("event") == "metrics_listening":
+                self.metrics_address = str(event["address"])
             elif event.get("event") == "ready" and self.address:
                 return
         raise DaemonFailedError(f"fpgacspd not ready after {READY_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
@@ -104,6 +110,25 @@ class Daemon:
         if self._proc is not None and self._proc.stderr is not None:
             self._proc.stderr.close()
         self._tmp.cleanup()
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def terminate(self, timeout_s: float = STOP_TIMEOUT_S) -> tuple[int | None, float]:
+        """SIGTERM now; ``(exit status, seconds to exit)``, the status ``None`` if it had to be killed."""
+        assert self._proc is not None
+        start = time.monotonic()
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self._proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        return code, time.monotonic() - start
+
+    def events_named(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in list(self.events) if e.get("event") == name]
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time of the daemon so far (all its threads), from ``/proc``."""
