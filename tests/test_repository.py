@@ -75,3 +75,21 @@ def test_no_tracked_file_reads_a_folder_beside_the_checkout(pattern: re.Pattern[
             if pattern.search(line):
                 offenders.append(f"{path.relative_to(REPO_ROOT)}:{lineno}: {line.strip()}")
     assert not offenders, "paths outside the repository:\n" + "\n".join(offenders)
+
+
+def test_no_results_table_holds_an_unfilled_placeholder() -> None:
+    """A README once shipped a table whose cells read ADDITION_ROW and ADDITION_STATUS: a number never filled in.
+    No table cell of the README or a results file is a bare upper-case token with an underscore (register names
+    in docs/regmap.md are such tokens by right)."""
+    placeholder = re.compile(r"[A-Z][A-Z0-9]*_[A-Z0-9_]+")
+    tracked = subprocess.run(
+        ["git", "ls-files", "README.md", "*RESULTS.md", "bench/results/*.md"], cwd=REPO_ROOT, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    bad = []
+    for name in tracked.stdout.split():
+        for number, line in enumerate((REPO_ROOT / name).read_text(encoding="utf-8").splitlines(), 1):
+            if line.startswith("|"):
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                bad += [f"{name}:{number}: {c}" for c in cells if placeholder.fullmatch(c)]
+    assert not bad, bad
