@@ -148,6 +148,9 @@ class FlakyDevice:
     def abort(self) -> None:
         self.inner.abort()
 
+    def abort_running(self) -> None:
+        self.inner.abort_running()
+
     def activity(self) -> float:
         return self.inner.activity()
 

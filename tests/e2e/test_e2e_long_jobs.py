@@ -145,3 +145,24 @@ def test_sigterm_during_a_long_search_aborts_it_and_stops_within_the_grace() -> 
         assert time.monotonic() - start < 4.0
         stopped = daemon.events_named("stopped")[-1]
         assert stopped["forced"] is True and stopped["submitted"] == stopped["answered"] == 1
+
+
+def test_an_operators_reset_during_a_long_search_aborts_it_and_answers_at_once(daemon: DaemonProcess) -> None:
+    """Admin.Reset used to queue behind the search on the device thread and time out (the issue's 40 s)."""
+    stubs = connect(daemon.address)
+    program = queen8_8()
+    pid = register(stubs.solver, program)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(
+            stubs.solver.Solve, solve_request(pid, program, full(program), node_limit=100_000_000),
+            timeout=RPC_TIMEOUT_S,
+        )  # fmt: skip
+        time.sleep(0.5)
+        start = time.monotonic()
+        reset = stubs.admin.Reset(admin_pb2.ResetRequest(), timeout=RPC_TIMEOUT_S)
+        took = time.monotonic() - start
+        expect_error(call.result, grpc.StatusCode.UNAVAILABLE, "aborted for an operator's reset")
+    assert reset.self_test_passed and took < 2.0, f"the reset took {took:.2f} s"
+    assert status(stubs)[0].state == admin_pb2.DEVICE_STATE_READY
+    resp = stubs.solver.Solve(solve_request(pid, program, full(program), node_limit=1_000), timeout=RPC_TIMEOUT_S)
+    assert decode(resp, program, 1).nodes.tolist() == [1_000]

@@ -68,7 +68,10 @@ class Device(Protocol):
         ...
 
     def abort(self) -> None:
-        """Abort the batch running now; safe from any thread."""
+        """Abort the batch running now and every later one (the device is being closed); safe from any thread."""
+
+    def abort_running(self) -> None:
+        """Abort the batch running now, if any, but no later one (an operator's reset); safe from any thread."""
 
     def activity(self) -> float:
         """``time.monotonic()`` of the last sign of life of a call running on the device thread."""

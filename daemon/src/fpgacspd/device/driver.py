@@ -110,6 +110,8 @@ class Driver:
         self.aborts = 0  # RUN jobs the driver asked the card to abort (deadline passed, or abort())
         self.last_tick = time.monotonic()  # the last time a wait loop ran: the device thread lives
         self._abort = threading.Event()
+        self._batch = 0  # the batch (begin_batch) the waits belong to now
+        self._abort_batch = -1  # the batch abort_batch() asked to stop
         self._check_identity()
         self.caps = Capabilities.read(transport)
         self._jq_log2 = min(queue_log2, self.caps.jq_max_log2, self.caps.cq_max_log2)
@@ -204,6 +206,14 @@ class Driver:
         complete ``ABORTED``. For a device that is being closed, so that no search holds its thread."""
         self._abort.set()
 
+    def begin_batch(self) -> None:
+        """The waits from now on belong to a new batch (device thread)."""
+        self._batch += 1
+
+    def abort_batch(self) -> None:
+        """Abort the RUN jobs of the batch running now, not of later ones (any thread; an operator's reset)."""
+        self._abort_batch = self._batch
+
     def wait(self, tags: set[int], deadline: float | None = None) -> dict[int, Done]:
         """Wait until every job in ``tags`` completed; raises :class:`DeviceFault` on any fault.
 
@@ -216,7 +226,8 @@ class Driver:
         aborting = False
         while not tags <= done.keys():
             self.last_tick = time.monotonic()
-            if aborting or self._abort.is_set() or (deadline is not None and self.last_tick >= deadline):
+            stop = self._abort.is_set() or self._abort_batch == self._batch
+            if aborting or stop or (deadline is not None and self.last_tick >= deadline):
                 self.aborts += not aborting
                 aborting = True
                 self.t.write32(regs.CTRL.OFFSET, regs.CTRL.ENABLE.mask | regs.CTRL.ABORT.mask)

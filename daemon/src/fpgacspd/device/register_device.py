@@ -88,6 +88,8 @@ class RegisterDevice:
         self._resident: OrderedDict[str, _Resident] = OrderedDict()  # LRU order, oldest first
         self._arena: DmaBuffer | None = None
         self._recovering = False
+        self._stopping = False  # abort(): the device is being closed
+        self._abort_reason = ""  # abort_running(): why the running batch was aborted
         self._lost_seen = 0
         caps = self.driver.caps
         description = (
@@ -123,6 +125,7 @@ class RegisterDevice:
     ) -> BatchResult:
         doms = check_domains(domains, program.num_vars, program.domain_size)
         prios = check_priorities(priorities, len(doms), program.num_vars, program.domain_size)
+        self.driver.begin_batch()
         res = self._recovered(lambda: self._run(program_id, program, doms, prios, options, deadline))
         lost, self._lost_seen = self.driver.lost_interrupts - self._lost_seen, self.driver.lost_interrupts
         for _ in range(lost):  # found by polling the completion ring; no reset needed
@@ -141,7 +144,14 @@ class RegisterDevice:
     def abort(self) -> None:
         """Stop the batch running now and every later one (any thread may call it): their RUN jobs are aborted on
         the card and they raise ``Unavailable``. Used when the daemon stops, so no search holds the device thread."""
+        self._stopping = True
         self.driver.abort()
+
+    def abort_running(self) -> None:
+        """Abort the batch running now, if any (any thread may call it): an operator's reset waits for no search.
+        Its requests get ``UNAVAILABLE``; later batches are not affected."""
+        self._abort_reason = "reset"
+        self.driver.abort_batch()
 
     def activity(self) -> float:
         return self.driver.last_tick
@@ -331,8 +341,11 @@ class RegisterDevice:
                 pending.pop(tag, None)
         self.events.device_aborted()
         expired = deadline is not None and time.monotonic() >= deadline
-        log_event(_log, logging.WARNING, "batch_aborted", reason="deadline" if expired else "stopping")
-        if expired:
+        reason = "stopping" if self._stopping else "deadline" if expired else self._abort_reason or "reset"
+        log_event(_log, logging.WARNING, "batch_aborted", reason=reason)
+        if reason == "reset":
+            raise Unavailable("device: the job was aborted for an operator's reset (Admin.Reset); retry")
+        if reason == "deadline":
             raise DeadlineExpired(
                 f"deadline: passed while the batch ran on the device; its job was aborted after "
                 f"{time.monotonic() - started:.3f} s"

@@ -144,6 +144,7 @@ class DeviceWorker:
         """Reset and self-test in ONE device-thread call, so no batch runs between them."""
         previous = self.state
         self.set_state(DeviceState.RESETTING)
+        self.device.abort_running()  # a long search ahead of the reset on the device thread stops at its next node
 
         def reset_and_test() -> SelfTestReport:
             self.device.reset()
