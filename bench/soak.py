@@ -80,13 +80,20 @@ class Tally:
     """Outcomes of one kind of caller."""
 
     codes: Counter[str] = field(default_factory=Counter)
+    after_stop: Counter[str] = field(default_factory=Counter)  # answers to calls sent once SIGTERM was sent
+    stopping: threading.Event = field(default_factory=threading.Event)  # set when SIGTERM is sent
     wrong: int = 0
     overrun_s: float = 0.0  # the longest a call ran past its own deadline
+    why: dict[str, Counter[str]] = field(default_factory=dict)  # before SIGTERM: code -> its messages, counted
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, code: str, elapsed: float, deadline: float, wrong: bool = False) -> None:
+    def add(self, code: str, elapsed: float, deadline: float, wrong: bool = False, details: str = "") -> None:
         with self.lock:
             self.codes[code] += 1
+            if code not in ("OK", "INVALID_ARGUMENT") and details and not self.stopping.is_set():
+                self.why.setdefault(code, Counter())[details.split(";")[0][:90]] += 1
+            if self.stopping.is_set():
+                self.after_stop[code] += 1
             self.wrong += wrong
             self.overrun_s = max(self.overrun_s, elapsed - deadline)
 
@@ -142,6 +149,10 @@ def _raw(data: bytes) -> bytes:
     return data
 
 
+def details_of(error: BaseException | None) -> str:
+    return str(error.details()) if isinstance(error, grpc.RpcError) else ""
+
+
 def code_of(error: BaseException | None) -> str:
     if error is None:
         return "OK"
@@ -157,7 +168,8 @@ class Soak:
         self.want = want
         self.clients = clients
         self.stop = threading.Event()  # set once the daemon is gone: callers stop
-        self.load, self.fuzz, self.long = Tally(), Tally(), Tally()
+        self.stopping = threading.Event()  # set when SIGTERM is sent
+        self.load, self.fuzz, self.long = (Tally(stopping=self.stopping) for _ in range(3))
         self.samples = Samples()
         self.threads: list[threading.Thread] = []
         self.crashes: list[str] = []
@@ -217,7 +229,7 @@ class Soak:
                         not same(decode(resp, SUDOKU, size), self.want, rows),
                     )
                 except grpc.RpcError as e:
-                    self.load.add(e.code().name, time.monotonic() - start, LOAD_DEADLINE_S)
+                    self.load.add(e.code().name, time.monotonic() - start, LOAD_DEADLINE_S, details=str(e.details()))
 
     def _fuzzer(self, seed: int) -> None:
         rng = np.random.default_rng(seed)
@@ -240,7 +252,7 @@ class Soak:
             stub = solver_pb2_grpc.SolverStub(channel)
             while not self.stop.is_set():
                 elapsed, error = timed(lambda: stub.Solve(request, timeout=LONG_DEADLINE_S))
-                self.long.add(code_of(error), elapsed, LONG_DEADLINE_S)
+                self.long.add(code_of(error), elapsed, LONG_DEADLINE_S, details=details_of(error))
                 self.stop.wait(1.0)  # one every few seconds: the device is shared with the load
 
     def _status_probe(self) -> None:
@@ -349,6 +361,7 @@ def run_combined(
             time.sleep(duration / 3)
             huge = soak.huge_registration(limit)
             time.sleep(max(0.0, duration / 3))
+            soak.stopping.set()
             code, stop_s = daemon.terminate(STOP_TIMEOUT_S)
             lost = soak.finish()
             closed = slow.closed_by_server
@@ -378,6 +391,7 @@ def run_stop_during(name: str, what: str, domains: np.ndarray, want: BatchResult
             caller = threading.Thread(target=lambda: outcome.append(code_of(timed(lambda: call(body, timeout=120))[1])))
             caller.start()
             time.sleep(1.0)
+            soak.stopping.set()
             code, stop_s = daemon.terminate(STOP_TIMEOUT_S)
             caller.join(timeout=30)
         lost = soak.finish() + caller.is_alive()
@@ -412,7 +426,13 @@ def check(results: list[Result]) -> list[str]:
 
 def render(results: list[Result], misses: list[str], meta: dict[str, str]) -> str:
     def codes(t: Tally) -> str:
-        return ", ".join(f"{c} {n:,}" for c, n in t.codes.most_common()) or "-"
+        if not t.codes:
+            return "-"
+        before = t.codes - t.after_stop
+        text = ", ".join(f"{c} {n:,}" for c, n in before.most_common()) or "none"
+        if t.after_stop:
+            text += " (after SIGTERM: " + ", ".join(f"{c} {n:,}" for c, n in t.after_stop.most_common()) + ")"
+        return text
 
     out = [
         "# Soak: load, faults, fuzz, long jobs, huge programs, slowloris and SIGTERM at once",
@@ -424,13 +444,17 @@ def render(results: list[Result], misses: list[str], meta: dict[str, str]) -> st
         f"- Faults injected in the combined scenario: `{FAULTS}`, job timeout 500 ms; the daemon and every caller "
         "share this machine's cores.",
         "",
-        "| scenario | calls | answers by code | lost | wrong | past deadline | status p50 / max "
+        "| scenario | calls | answers by code | lost | wrong | past deadline | status p50 / p99 / max "
         "| RSS start / max / end | threads start / max | SIGTERM |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         s = r.samples
-        status = f"{np.median(s.status_s) * 1e3:.1f} / {max(s.status_s) * 1e3:.1f} ms" if s.status_s else "-"
+        status = "-"
+        if s.status_s:
+            p50, p99 = np.percentile(s.status_s, [50, 99]) * 1e3
+            over = sum(x > STATUS_TARGET_S for x in s.status_s)
+            status = f"{p50:.1f} / {p99:.1f} / {max(s.status_s) * 1e3:.1f} ms ({over} of {len(s.status_s)} over 100 ms)"
         rss = f"{s.rss_mb[0]:.0f} / {max(s.rss_mb):.0f} / {s.rss_mb[-1]:.0f} MB" if s.rss_mb else "-"
         threads = f"{s.threads[0]} / {max(s.threads)}" if s.threads else "-"
         past = max(r.load.overrun_s, r.long.overrun_s if r.long.codes else -1.0)
@@ -443,6 +467,10 @@ def render(results: list[Result], misses: list[str], meta: dict[str, str]) -> st
     out.append("")
     for r in results:
         extra = [f"daemon's books at stop: {r.books}"]
+        for who, tally in (("load", r.load), ("long job", r.long)):
+            for code, messages in sorted(tally.why.items()):
+                common = "; ".join(f"{n} x '{m}'" for m, n in messages.most_common(3))
+                extra.append(f"{who} {code} before SIGTERM: {common}")
         extra += [f"{k}: {v}" for k, v in r.huge.items()]
         if r.slowloris_closed or r.samples.scrapes_ok or r.samples.scrapes_failed:
             extra.append(

@@ -1,10 +1,10 @@
 """Huge programs on a real fpgacspd: refused before they are decoded, decoded off the event loop when allowed.
 
-A program over ``registry.max_constraints`` must be refused in well under a second (the count is read from the
-parsed message, not after decoding every constraint), and registering one just under the limit, which takes
-seconds to decode, validate and hash, must not hold the event loop: health checks and status keep answering
-meanwhile (it is prepared in a child process). The limit is lowered here (200,000) to keep the test short;
-bench/soak.py runs the default 1,048,576.
+A program over ``registry.max_constraints`` must be refused at a fraction of what registering one at the limit
+costs (the count is read from the request's top level, not after decoding every constraint), and registering one
+just under the limit, which takes seconds to decode, validate and hash, must not hold the event loop: health checks
+and status keep answering meanwhile (it is prepared in a child process). The limit is lowered here (200,000) to
+keep the test short; bench/soak.py runs the default 1,048,576.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ def test_a_program_over_the_constraint_limit_is_refused_before_decoding_and_one_
             f"program.constraints: {LIMIT + 1} constraints exceed registry.max_constraints = {LIMIT}",
         )  # fmt: skip
         refused_s = time.monotonic() - start
-        assert refused_s < 0.5, f"refusing took {refused_s:.3f} s: the count was checked after decoding"
 
         health = health_pb2_grpc.HealthStub(stubs.channel)
         at_limit = neq_register_request_bytes(1000, LIMIT)
@@ -70,6 +69,8 @@ def test_a_program_over_the_constraint_limit_is_refused_before_decoding_and_one_
             registered = call.result()
             took = time.monotonic() - start
         assert registered.created and registered.info.num_constraints == LIMIT
+        # measured side by side: refusing one constraint too many costs a fraction of decoding the program
+        assert refused_s < took / 2, f"refusing took {refused_s:.3f} s, registering {took:.3f} s: checked too late"
         assert took > 0.5 and len(waits) >= 5, (took, len(waits))  # it was a long registration ...
         assert max(waits) < 0.1, f"... and the server kept answering: {sorted(waits)[-5:]} s"
 

@@ -113,10 +113,7 @@ class Core:
             program, pin = program_body.decode_body(body, limits)
             prepared = self.registry.prepare(program)
         else:
-            # refused before the child starts when over a limit: the walk is plain Python, so a thread of ours
-            # does it while the loop keeps the GIL for itself every few milliseconds
-            await asyncio.get_running_loop().run_in_executor(None, program_body.check_body, body, limits)
-            done = await self._preparer.prepare(body, limits)
+            done = await self._preparer.prepare(body, limits)  # the child checks the limits before decoding
             prepared = PreparedProgram(
                 done.program_id, done.encoding, done.num_vars, done.domain_size, done.num_constraints
             )
