@@ -192,6 +192,34 @@ def test_a_body_that_does_not_parse_is_invalid_argument_and_counted(
     assert after == before + 1
 
 
+@pytest.mark.parametrize(
+    ("path", "kind", "message"),
+    [
+        ("/grpc.health.v1.Health/Check", "unary_unary", "grpc.health.v1.HealthCheckRequest"),
+        ("/grpc.health.v1.Health/Watch", "unary_stream", "grpc.health.v1.HealthCheckRequest"),
+        (
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            "stream_stream",
+            "grpc.reflection.v1alpha.ServerReflectionRequest",
+        ),
+    ],
+    ids=["Health.Check", "Health.Watch", "ServerReflectionInfo"],
+)
+def test_health_and_reflection_answer_a_body_that_does_not_parse_with_invalid_argument_too(
+    tcp: Stubs, path: str, kind: str, message: str
+) -> None:
+    """The boundary is an interceptor, so it covers services that are not ours, streaming ones included."""
+    call = getattr(tcp.channel, kind)(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    garbage = b"\xff\xff\xff\xff"
+    if kind == "unary_unary":
+        run = lambda: call(garbage, timeout=RPC_TIMEOUT_S)  # noqa: E731
+    elif kind == "unary_stream":
+        run = lambda: list(call(garbage, timeout=RPC_TIMEOUT_S))  # noqa: E731
+    else:
+        run = lambda: list(call(iter([garbage]), timeout=RPC_TIMEOUT_S))  # noqa: E731
+    expect_error(run, INVALID, f"request: 4 bytes do not parse as {message}")
+
+
 def test_the_daemon_still_answers_correctly_after_the_errors(tcp: Stubs, pid: str, engine: FastEngine) -> None:
     domains = sudoku_batch(SUDOKU_DIR / "forum_hardest_1106.csv", 8)
     got = decode(solve(tcp, solve_request(pid, SUDOKU, domains, Mode.SOLVE)), SUDOKU, 8)

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import grpc
-from fpgacsp_proto.v1 import admin_pb2, solver_pb2
+from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -34,9 +34,10 @@ from . import sdnotify
 from .config import Config
 from .core import Core
 from .device import DeviceInfo, DeviceState, DeviceWorker, TransportError, make_device
+from .interceptors import DecodeBoundary
 from .logs import get_logger, log_event
 from .metrics import Metrics
-from .service import AdminServicer, SolverServicer, add_to_server
+from .service import RAW_METHODS, AdminServicer, SolverServicer
 
 _log = get_logger("server")
 
@@ -169,9 +170,10 @@ class Daemon:
         for service in HEALTH_SERVICES:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.core.state_listeners.append(self._device_state_changed)
-        server = grpc.aio.server(options=list(SERVER_OPTIONS))
-        add_to_server(SolverServicer(self.core), solver_pb2.DESCRIPTOR.services_by_name["Solver"], server)
-        add_to_server(AdminServicer(self.core), admin_pb2.DESCRIPTOR.services_by_name["Admin"], server)
+        boundary = DecodeBoundary(RAW_METHODS, self.metrics.count_request)
+        server = grpc.aio.server(options=list(SERVER_OPTIONS), interceptors=[boundary])
+        solver_pb2_grpc.add_SolverServicer_to_server(SolverServicer(self.core), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SOLVER_SERVICE, ADMIN_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -1,10 +1,9 @@
 """Thin grpc.aio servicers for ``fpgacsp.v1.Solver`` and ``fpgacsp.v1.Admin``: decode, call the core, encode.
 
 Every exception becomes a gRPC status in ONE place, :func:`to_status` applied by the :func:`rpc`
-decorator, which also counts each answer by method and code for the metrics and ``GetStats``. The
-servicers are registered by :func:`add_to_server`, whose request deserializers never raise: a body that does
-not parse reaches the handler as :class:`Undecodable`, so it too is answered by that one boundary
-(``INVALID_ARGUMENT``, naming the message type) and counted, instead of grpc's ``UNKNOWN``.
+decorator, which also counts each answer by method and code for the metrics and ``GetStats``. A body that
+does not parse never reaches a servicer: :class:`fpgacspd.interceptors.DecodeBoundary` answers it, on every
+method of every service.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -22,15 +20,11 @@ from fpgacsp_proto.bitset import DomainError
 from fpgacsp_proto.convert import program_to_proto
 from fpgacsp_proto.isa import ProgramError
 from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
-from google.protobuf import message_factory
-from google.protobuf.descriptor import ServiceDescriptor
-from google.protobuf.message import DecodeError, Message
 
 from . import wire
 from .core import Core
-from .errors import DaemonError, InvalidArgument
+from .errors import DaemonError
 from .logs import get_logger, log_event
-from .program_body import undecodable
 
 _log = get_logger("service")
 Req = TypeVar("Req")
@@ -49,51 +43,9 @@ def to_status(error: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"
 
 
-@dataclass(frozen=True)
-class Undecodable:
-    """A request body that did not parse as its method's message type."""
-
-    message_type: str
-    size: int
-    error: str
-
-    def invalid_argument(self) -> InvalidArgument:
-        return undecodable(self.size, self.error, self.message_type)
-
-
-def _raw(data: bytes) -> bytes:
-    """The deserializer of a method whose handler parses its own request, off the event loop."""
-    return data
-
-
-# Methods whose bodies may be huge (a program of a million constraints is 11 MB and takes 0.1 s to parse):
-# parsed by the handler, off the event loop, not by grpc on it.
+# Methods whose bodies may be huge (a program of a million constraints is 11 MB and takes 0.1 s to parse): the
+# handler gets the bytes and parses them off the event loop (interceptors.DecodeBoundary passes them through).
 RAW_METHODS = frozenset({"RegisterProgram"})
-
-
-def _lenient(cls: type[Message]) -> Callable[[bytes], Message | Undecodable]:
-    def parse(data: bytes) -> Message | Undecodable:
-        try:
-            return cls.FromString(data)
-        except DecodeError as e:
-            return Undecodable(cls.DESCRIPTOR.full_name, len(data), str(e) or "DecodeError")
-
-    return parse
-
-
-def add_to_server(servicer: object, service: ServiceDescriptor, server: grpc.aio.Server) -> None:
-    """What the generated ``add_*Servicer_to_server`` does, but with deserializers that never raise."""
-    handlers = {}
-    for method in service.methods:
-        request = message_factory.GetMessageClass(method.input_type)
-        response = message_factory.GetMessageClass(method.output_type)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
-            request_deserializer=_raw if method.name in RAW_METHODS else _lenient(request),
-            response_serializer=response.SerializeToString,
-        )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
@@ -105,8 +57,6 @@ def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
             self.core.active_rpcs += 1
             self.core.last_rpc_at = time.monotonic()
             try:
-                if isinstance(request, Undecodable):
-                    raise request.invalid_argument()
                 response = await fn(self, request, context)
             except asyncio.CancelledError:
                 # the caller cancelled or its deadline passed: gRPC answers it; we only count it
