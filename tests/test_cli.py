@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 from fpgacsp.cli import main
 from fpgacsp.problems import check_sudoku_solution, load_puzzle_file, parse_sudoku
@@ -213,3 +214,38 @@ def test_missing_engine_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(sys.modules, "fpgacspd.engine", None)
     with pytest.raises(ImportError, match=r"pip install 'fpgacsp\[local\]'"):
         LocalSolver()
+
+
+def test_a_batch_the_target_fails_is_marked_and_every_other_answer_is_still_written(
+    magictour_50: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, one batch ending INTERNAL aborted the whole file and lost the answers already had."""
+    import fpgacsp.cli as cli
+    from fpgacsp import ServerError, connect
+
+    real = connect("local", threads=1)
+    calls = []
+
+    class OneBatchFails:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def solve(self, *args: object, **kwargs: object) -> object:
+            calls.append(1)
+            if len(calls) == 3:  # the warm-up, batch 1, then batch 2 (puzzles 10-19) fails
+                raise ServerError("device: job_error (after 2 resets and retries)", grpc.StatusCode.INTERNAL, "Solve")
+            return real.solve(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "_connect", lambda target, timeout: OneBatchFails())
+    out = tmp_path / "out.csv"
+    code = main(["solve", str(magictour_50), "--batch", "10", "--out", str(out)])
+    assert code == 3
+    rows = read_csv(out)
+    assert len(rows) == 50
+    assert [r[2] for r in rows[10:20]] == ["error"] * 10 and all(
+        r[1] == "" and r[3:] == ["0", "0"] for r in rows[10:20]
+    )
+    assert all(r[2] == "solved" for r in rows[:10] + rows[20:])
+    err = capsys.readouterr().err
+    assert "fpgacsp solve: 50 puzzles" in err and "solved 40," in err
+    assert "NOT ANSWERED: 10 of 50 puzzles" in err and "ServerError: Solve failed with INTERNAL: device: job_error" in err

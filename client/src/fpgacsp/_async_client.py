@@ -27,7 +27,7 @@ from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_g
 
 from . import _channel, _codec, _retry
 from ._client import ADMIN_METHODS, DEFAULT_TARGET, DEFAULT_TIMEOUT, LOCAL_TARGET
-from ._errors import DeadlineExceededError, FpgacspError, NotFoundError, from_rpc_error
+from ._errors import DeadlineExceededError, FpgacspError, NotFoundError, ServerError, from_rpc_error
 from ._types import DeviceStatus, ProgramInfo, ResetResult, SelfTestResult, SolveResult, Stats
 
 
@@ -159,13 +159,22 @@ class GrpcAsyncClient(AsyncClient):
         request = _codec.solve_request(pid, program, inputs)
         if pid not in self._ids.registered:
             await self._register(program, pid, False, deadline)
+        for retry in range(_retry.SOLVE_RETRIES_ON_INTERNAL + 1):
+            try:
+                response = await self._solve_once(program, pid, request, deadline)
+                break
+            except ServerError as err:  # the device gave up on the batch: solving is pure, send it again
+                if retry == _retry.SOLVE_RETRIES_ON_INTERNAL or not _retry.solve_failed_on_the_device(err):
+                    raise
+        return _codec.solve_result(response, program, inputs.batch)
+
+    async def _solve_once(self, program: Program, pid: str, request: Any, deadline: float) -> Any:
         try:
-            response = await self._invoke("Solve", request, deadline)
+            return await self._invoke("Solve", request, deadline)
         except NotFoundError:  # the daemon forgot it: register again (idempotent), retry once
             self._ids.registered.discard(pid)
             await self._register(program, pid, pid in self._ids.pinned, deadline)
-            response = await self._invoke("Solve", request, deadline)
-        return _codec.solve_result(response, program, inputs.batch)
+            return await self._invoke("Solve", request, deadline)
 
     async def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
         pid = self._id_of(program)

@@ -28,7 +28,7 @@ from fpgacsp_proto.isa import Mode, Program
 from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
 
 from . import _channel, _codec, _retry
-from ._errors import DeadlineExceededError, FpgacspError, NotFoundError, from_rpc_error
+from ._errors import DeadlineExceededError, FpgacspError, NotFoundError, ServerError, from_rpc_error
 from ._types import DeviceStatus, ProgramInfo, ResetResult, SelfTestResult, SolveResult, Stats
 
 DEFAULT_TARGET = "localhost:50051"
@@ -188,13 +188,22 @@ class GrpcClient(Client):
         request = _codec.solve_request(pid, program, inputs)
         if pid not in self._ids.registered:
             self._register(program, pid, False, deadline)
+        for retry in range(_retry.SOLVE_RETRIES_ON_INTERNAL + 1):
+            try:
+                response = self._solve_once(program, pid, request, deadline)
+                break
+            except ServerError as err:  # the device gave up on the batch: solving is pure, send it again
+                if retry == _retry.SOLVE_RETRIES_ON_INTERNAL or not _retry.solve_failed_on_the_device(err):
+                    raise
+        return _codec.solve_result(response, program, inputs.batch)
+
+    def _solve_once(self, program: Program, pid: str, request: Any, deadline: float) -> Any:
         try:
-            response = self._invoke("Solve", request, deadline)
+            return self._invoke("Solve", request, deadline)
         except NotFoundError:  # the daemon forgot it: register again (idempotent), retry once
             self._ids.registered.discard(pid)
             self._register(program, pid, pid in self._ids.pinned, deadline)
-            response = self._invoke("Solve", request, deadline)
-        return _codec.solve_result(response, program, inputs.batch)
+            return self._invoke("Solve", request, deadline)
 
     def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
         pid = self._id_of(program)

@@ -45,6 +45,17 @@ RETRYABLE: tuple[type[FpgacspError], ...] = (UnavailableError, CancelledError)
 HANDLED: tuple[type[FpgacspError], ...] = (*RETRYABLE, DeadlineExceededError)  # what the clients' loops catch
 
 
+# A Solve answered INTERNAL (the daemon's device failed the batch even after its own resets and retries) is
+# sent again this many more times: solving is pure, so a retry is safe, and a card that faults every few jobs
+# usually gets the next try through. Only Solve, and only INTERNAL: every other error means the same next time.
+SOLVE_RETRIES_ON_INTERNAL = 2
+
+
+def solve_failed_on_the_device(err: FpgacspError) -> bool:
+    """The Solve failure worth another try: ``INTERNAL`` from the daemon (its device gave up on the batch)."""
+    return err.code == grpc.StatusCode.INTERNAL
+
+
 def check_wait_for_daemon(value: object, name: str = "wait_for_daemon_s") -> float:
     """``value`` as seconds (a finite number >= 0), or ``ValueError`` naming the option."""
     if (

@@ -14,9 +14,14 @@ when solved, the cells fixed at the node limit or the propagation fixpoint (blan
 ``limit`` and ``fixpoint``, and the puzzle itself for ``unsat`` and ``conflict``. Without ``--out`` only
 the summary is printed (to stderr); ``--out -`` writes the CSV to stdout.
 
+A batch the target fails to answer (after the client's own retries: an ``INTERNAL`` Solve is sent again twice,
+since solving is pure) does not lose the rest: every answered puzzle is written, and each puzzle of the failed
+batch gets the line ``puzzle,,error,0,0``; the summary says how many and why, and the exit code is 3.
+
 Exit codes: 0 success; 1 some result contradicts the solution recorded in the file (a wrong answer,
 not a node-limit stop); 2 bad usage or input (unreadable file, bad line, unreachable or unavailable
-target); 3 the target failed a call it received (queue full, deadline exceeded, internal error).
+target); 3 the target failed a call it received (queue full, deadline exceeded, internal error), also when
+it failed only some batches (their puzzles are marked ``error``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
 import numpy as np
@@ -65,6 +70,13 @@ class Outcome:
     nodes: int
     solutions: int
     values: np.ndarray
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A puzzle whose batch the target did not answer: the error it gave."""
+
+    error: FpgacspError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,7 +193,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
             out.writelines(format_line(rec, oc) + "\n" for rec, oc in zip(records, outcomes, strict=True))
     report = Report.build(records, outcomes, mode, args.max_solutions)
     print(report.summary(args.file, mode, elapsed, warmup), file=sys.stderr)
-    return EXIT_MISMATCH if report.contradicted else EXIT_OK
+    if report.contradicted:
+        return EXIT_MISMATCH
+    return EXIT_TARGET_FAILED if report.failed else EXIT_OK
 
 
 def _connect(target: str, timeout: float) -> Client:
@@ -239,9 +253,10 @@ def solve_records(
     node_limit: int,
     max_solutions: int,
     batch: int,
-) -> list[Outcome]:
-    """Solve every record, ``batch`` at a time; sizes may mix (each size is its own engine call)."""
-    outcomes: list[Outcome | None] = [None] * len(records)
+) -> list[Outcome | Failed]:
+    """Solve every record, ``batch`` at a time; sizes may mix (each size is its own engine call). A batch the
+    target fails is :class:`Failed` for each of its records; the other batches are still solved."""
+    outcomes: list[Outcome | Failed | None] = [None] * len(records)
     for lo in range(0, len(records), batch):
         groups: dict[int, list[int]] = {}
         grids = [parse_sudoku(r.puzzle) for r in records[lo : lo + batch]]
@@ -250,7 +265,12 @@ def solve_records(
         for cells, idx in groups.items():
             program = sudoku_program(box_for_cells(cells))
             doms = sudoku_domains(np.stack([grids[i] for i in idx]))
-            res = solver.solve(program, doms, mode=mode, node_limit=node_limit, max_solutions=max_solutions)
+            try:
+                res = solver.solve(program, doms, mode=mode, node_limit=node_limit, max_solutions=max_solutions)
+            except FpgacspError as exc:
+                for i in idx:
+                    outcomes[lo + i] = Failed(exc)
+                continue
             values = singleton_values(res.domains)
             for row, i in enumerate(idx):
                 status = Status(int(res.status[row]))
@@ -258,8 +278,11 @@ def solve_records(
     return [oc for oc in outcomes if oc is not None]
 
 
-def format_line(rec: PuzzleRecord, oc: Outcome) -> str:
-    """``puzzle,result,status,nodes,solutions`` with the result in the puzzle's notation."""
+def format_line(rec: PuzzleRecord, oc: Outcome | Failed) -> str:
+    """``puzzle,result,status,nodes,solutions`` with the result in the puzzle's notation; ``puzzle,,error,0,0``
+    for a puzzle the target did not answer."""
+    if isinstance(oc, Failed):
+        return f"{rec.puzzle},,error,0,0"
     if oc.status in (Status.UNSAT, Status.CONFLICT):
         result = rec.puzzle
     else:
@@ -311,12 +334,19 @@ class Report:
     checked: int
     agreed: int
     contradicted: int
+    failed: list[FpgacspError] = field(default_factory=list)  # one per puzzle not answered
 
     @classmethod
-    def build(cls, records: Sequence[PuzzleRecord], outcomes: Sequence[Outcome], mode: Mode, k: int) -> Report:
+    def build(cls, records: Sequence[PuzzleRecord], outcomes: Sequence[Outcome | Failed], mode: Mode, k: int) -> Report:
         counts = dict.fromkeys(Status, 0)
         checked = agreed = contradicted = 0
+        failed: list[FpgacspError] = []
+        answered: list[Outcome] = []
         for rec, oc in zip(records, outcomes, strict=True):
+            if isinstance(oc, Failed):
+                failed.append(oc.error)
+                continue
+            answered.append(oc)
             counts[oc.status] += 1
             verdict = agrees(rec, oc, mode, k)
             if verdict is None:
@@ -324,7 +354,7 @@ class Report:
             checked += 1
             agreed += verdict
             contradicted += not verdict and oc.status != Status.LIMIT
-        return cls(counts, sum(oc.nodes for oc in outcomes), checked, agreed, contradicted)
+        return cls(counts, sum(oc.nodes for oc in answered), checked, agreed, contradicted, failed)
 
     def summary(self, path: str, mode: Mode, elapsed: float, warmup: float) -> str:
         n = sum(self.counts.values())
@@ -334,7 +364,7 @@ class Report:
         rate = f"{n / elapsed:.1f} puzzles/s" if n and elapsed > 0 else "n/a puzzles/s"
         mean_nodes = self.total_nodes / n if n else 0.0
         lines = [
-            f"fpgacsp solve: {n} puzzles from {path} (mode {mode.name.lower()})",
+            f"fpgacsp solve: {n + len(self.failed)} puzzles from {path} (mode {mode.name.lower()})",
             "  " + ", ".join(f"{s.name.lower()} {self.counts[s]}" for s in shown),
             f"  time {elapsed:.3f} s (engine warm-up {warmup:.3f} s not included), {rate}, mean nodes {mean_nodes:.2f}",
         ]
@@ -343,6 +373,12 @@ class Report:
             if self.contradicted:
                 line += f", {self.contradicted} CONTRADICT the record"
             lines.append(line)
+        if self.failed:
+            first = self.failed[0]
+            lines.append(
+                f"  NOT ANSWERED: {len(self.failed)} of {n + len(self.failed)} puzzles (their lines say 'error'): "
+                f"{type(first).__name__}: {first}"
+            )
         return "\n".join(lines)
 
 
