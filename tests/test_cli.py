@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -230,7 +231,7 @@ def test_a_batch_the_target_fails_is_marked_and_every_other_answer_is_still_writ
         def __getattr__(self, name: str) -> object:
             return getattr(real, name)
 
-        def solve(self, *args: object, **kwargs: object) -> object:
+        def solve(self, *args: Any, **kwargs: Any) -> object:
             calls.append(1)
             if len(calls) == 3:  # the warm-up, batch 1, then batch 2 (puzzles 10-19) fails
                 raise ServerError("device: job_error (after 2 resets and retries)", grpc.StatusCode.INTERNAL, "Solve")
@@ -248,4 +249,5 @@ def test_a_batch_the_target_fails_is_marked_and_every_other_answer_is_still_writ
     assert all(r[2] == "solved" for r in rows[:10] + rows[20:])
     err = capsys.readouterr().err
     assert "fpgacsp solve: 50 puzzles" in err and "solved 40," in err
-    assert "NOT ANSWERED: 10 of 50 puzzles" in err and "ServerError: Solve failed with INTERNAL: device: job_error" in err
+    assert "NOT ANSWERED: 10 of 50 puzzles" in err
+    assert "ServerError: Solve failed with INTERNAL: device: job_error" in err

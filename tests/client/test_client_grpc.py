@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from fpgacsp import Mode, connect, connect_async, sudoku_program
 from fpgacsp._channel import RETRY_MAX_ATTEMPTS, SERVICE_CONFIG, channel_options
+from fpgacsp._retry import SOLVE_RETRIES_ON_INTERNAL
 from fpgacsp_proto import program_id
 from fpgacsp_proto.bitset import pack_domains, unpack_domains
 from fpgacsp_proto.convert import pack_u64, program_from_proto
@@ -170,7 +171,9 @@ CODES = [
     (grpc.StatusCode.UNAVAILABLE, fpgacsp.UnavailableError, ConnectionError),
     (grpc.StatusCode.INTERNAL, fpgacsp.ServerError, fpgacsp.FpgacspError),
     (grpc.StatusCode.UNKNOWN, fpgacsp.ServerError, fpgacsp.FpgacspError),
-    (grpc.StatusCode.PERMISSION_DENIED, fpgacsp.FpgacspError, Exception),
+    (grpc.StatusCode.PERMISSION_DENIED, fpgacsp.PermissionDeniedError, PermissionError),
+    (grpc.StatusCode.UNAUTHENTICATED, fpgacsp.UnauthenticatedError, PermissionError),
+    (grpc.StatusCode.DATA_LOSS, fpgacsp.ServerError, fpgacsp.FpgacspError),
 ]
 
 
@@ -189,7 +192,12 @@ def test_every_code_becomes_its_exception(
     assert err.details == f"domains: the field and the problem ({code.name})"  # the server's words, kept
     assert str(err) == f"Solve failed with {code.name}: {err.details}"
     assert pickle.loads(pickle.dumps(err)).code == code  # crosses process boundaries intact
-    assert script.calls["Solve"] == (RETRY_MAX_ATTEMPTS if code == grpc.StatusCode.UNAVAILABLE else 1)
+    # UNAVAILABLE: gRPC's own retries; INTERNAL (the device gave up on the batch): the client's, solving is pure
+    expected = {
+        grpc.StatusCode.UNAVAILABLE: RETRY_MAX_ATTEMPTS,
+        grpc.StatusCode.INTERNAL: 1 + SOLVE_RETRIES_ON_INTERNAL,
+    }
+    assert script.calls["Solve"] == expected.get(code, 1)
 
 
 def test_resource_exhausted_on_registration_is_a_program_limit(client: fpgacsp.Client, script: Script) -> None:

@@ -28,10 +28,12 @@ from ._errors import (
     FpgacspError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     ProgramLimitError,
     QueueFullError,
     ResourceExhaustedError,
     ServerError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from ._local import LocalSolver
@@ -97,6 +99,7 @@ __all__ = [
     "Mode",
     "Neq",
     "NotFoundError",
+    "PermissionDeniedError",
     "Program",
     "ProgramError",
     "ProgramInfo",
@@ -110,6 +113,7 @@ __all__ = [
     "SelfTestCase",
     "SelfTestResult",
     "ServerError",
+    "UnauthenticatedError",
     "SolveResult",
     "Stats",
     "Status",

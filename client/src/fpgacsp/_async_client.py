@@ -36,6 +36,7 @@ def connect_async(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
+    token: str | None = None,
     **channel_options: Any,
 ) -> AsyncClient:
     """The asyncio twin of :func:`fpgacsp.connect` (same targets, same options); use ``async with``."""
@@ -45,7 +46,7 @@ def connect_async(
     if target == LOCAL_TARGET:
         return AsyncLocalClient(timeout=timeout, **channel_options)
     return GrpcAsyncClient(
-        target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, channel_options=channel_options
+        target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, channel_options=channel_options
     )
 
 
@@ -117,6 +118,7 @@ class GrpcAsyncClient(AsyncClient):
         *,
         timeout: float = DEFAULT_TIMEOUT,
         wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
+        token: str | None = None,
         channel_options: Mapping[str, Any] = {},
     ):
         from . import __version__
@@ -124,6 +126,8 @@ class GrpcAsyncClient(AsyncClient):
         self.target = target
         self.timeout = _codec.check_timeout(timeout)
         self.wait_for_daemon_s = _retry.check_wait_for_daemon(wait_for_daemon_s)
+        self._token = token
+        self._metadata = _channel.auth_metadata(token)  # authorization: Bearer TOKEN, on every call
         self._overrides = dict(channel_options)
         self._options = _channel.channel_options(f"fpgacsp/{__version__}", self._overrides)
         self._channel: grpc.aio.Channel | None = None
@@ -134,7 +138,7 @@ class GrpcAsyncClient(AsyncClient):
         self._closed = False
 
     def __reduce__(self) -> tuple[Callable[..., AsyncClient], tuple[Any, ...]]:
-        return (_reconnect, (self.target, self.timeout, self._overrides, self.wait_for_daemon_s))
+        return (_reconnect, (self.target, self.timeout, self._overrides, self.wait_for_daemon_s, self._token))
 
     async def register(self, program: Program, *, pin: bool = False, timeout: float | None = None) -> str:
         program = _codec.check_program(program)
@@ -248,7 +252,7 @@ class GrpcAsyncClient(AsyncClient):
                 f"deadline passed before {method} was sent", grpc.StatusCode.DEADLINE_EXCEEDED, method
             )
         try:
-            return await call(request, timeout=remaining)
+            return await call(request, timeout=remaining, metadata=self._metadata)
         except grpc.RpcError as exc:  # grpc.aio.AioRpcError included
             raise from_rpc_error(exc, method) from None
 
@@ -331,6 +335,7 @@ class AsyncLocalClient(AsyncClient):
 
 
 def _reconnect(
-    target: str, timeout: float, overrides: Mapping[str, Any], wait_for_daemon_s: float = 0.0
-) -> AsyncClient:
-    return connect_async(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, **overrides)
+    target: str, timeout: float, overrides: Mapping[str, Any], wait_for_daemon_s: float = 0.0,
+    token: str | None = None,
+) -> AsyncClient:  # fmt: skip
+    return connect_async(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, **overrides)

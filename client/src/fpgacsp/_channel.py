@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -147,3 +148,17 @@ async def aio_wait_ready(channel: grpc.aio.Channel, timeout_s: float, closed: Ca
                 break
             raise
     return True
+
+
+TOKEN_ENV = "FPGACSP_TOKEN"  # the bearer token when connect() is given none
+
+
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata that carries ``token`` (or ``$FPGACSP_TOKEN``; none when neither is set)."""
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    if token is None:
+        return ()
+    if not isinstance(token, str) or not token or any(ch.isspace() for ch in token):
+        raise ValueError("token: expected a non-empty string without spaces (the daemon's 'TOKEN ROLE' file)")
+    return (("authorization", f"Bearer {token}"),)

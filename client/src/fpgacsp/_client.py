@@ -42,6 +42,7 @@ def connect(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
+    token: str | None = None,
     **channel_options: Any,
 ) -> Client:
     """A client for ``target``: ``"host:port"``, ``"unix:///path.sock"`` or ``"local"`` (in-process engine).
@@ -62,7 +63,9 @@ def connect(
         from ._local_client import LocalClient
 
         return LocalClient(timeout=timeout, **channel_options)
-    return GrpcClient(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, channel_options=channel_options)
+    return GrpcClient(
+        target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, channel_options=channel_options
+    )
 
 
 class Client(abc.ABC):
@@ -143,6 +146,7 @@ class GrpcClient(Client):
         *,
         timeout: float = DEFAULT_TIMEOUT,
         wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
+        token: str | None = None,
         channel_options: Mapping[str, Any] = {},
     ):
         from . import __version__
@@ -150,6 +154,8 @@ class GrpcClient(Client):
         self.target = target
         self.timeout = _codec.check_timeout(timeout)
         self.wait_for_daemon_s = _retry.check_wait_for_daemon(wait_for_daemon_s)
+        self._token = token
+        self._metadata = _channel.auth_metadata(token)  # authorization: Bearer TOKEN, on every call
         self._overrides = dict(channel_options)
         self._channel = _channel.sync_channel(
             target, _channel.channel_options(f"fpgacsp/{__version__}", self._overrides)
@@ -161,7 +167,7 @@ class GrpcClient(Client):
         self._closed = False
 
     def __reduce__(self) -> tuple[Callable[..., Client], tuple[Any, ...]]:
-        return (_reconnect, (self.target, self.timeout, self._overrides, self.wait_for_daemon_s))
+        return (_reconnect, (self.target, self.timeout, self._overrides, self.wait_for_daemon_s, self._token))
 
     # --- data plane ------------------------------------------------------------------------------------
 
@@ -278,7 +284,7 @@ class GrpcClient(Client):
                 f"deadline passed before {method} was sent", grpc.StatusCode.DEADLINE_EXCEEDED, method
             )
         try:
-            return call(request, timeout=remaining)
+            return call(request, timeout=remaining, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, method) from None
 
@@ -293,6 +299,9 @@ class GrpcClient(Client):
             )
 
 
-def _reconnect(target: str, timeout: float, overrides: Mapping[str, Any], wait_for_daemon_s: float = 0.0) -> Client:
+def _reconnect(
+    target: str, timeout: float, overrides: Mapping[str, Any], wait_for_daemon_s: float = 0.0,
+    token: str | None = None,
+) -> Client:  # fmt: skip
     """Unpickling a client connects afresh: a channel is process-local state."""
-    return connect(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, **overrides)
+    return connect(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, **overrides)

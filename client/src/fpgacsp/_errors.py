@@ -77,6 +77,15 @@ class UnavailableError(FpgacspError, ConnectionError):
     """``UNAVAILABLE`` after gRPC's own retries: the daemon is unreachable, draining or resetting."""
 
 
+class UnauthenticatedError(FpgacspError, PermissionError):
+    """``UNAUTHENTICATED``: the daemon wants a token and got none, or rejected the one sent (``token=`` of
+    :func:`fpgacsp.connect`, or ``FPGACSP_TOKEN``)."""
+
+
+class PermissionDeniedError(FpgacspError, PermissionError):
+    """``PERMISSION_DENIED``: the token's role may not call this method (``Admin.Reset`` needs ``admin``)."""
+
+
 class ServerError(FpgacspError):
     """``INTERNAL``/``UNKNOWN`` and the like, or a response that breaks the protocol: a daemon-side fault."""
 
@@ -88,6 +97,8 @@ _BY_CODE: dict[grpc.StatusCode, type[FpgacspError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.CANCELLED: CancelledError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.INTERNAL: ServerError,
     grpc.StatusCode.UNKNOWN: ServerError,
     grpc.StatusCode.DATA_LOSS: ServerError,

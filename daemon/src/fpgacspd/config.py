@@ -41,6 +41,9 @@ class ServerConfig:
     metrics_read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # for a whole request head (and a kept-alive idle wait)
     metrics_write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S  # for a whole response
     shutdown_grace_s: float = 30.0
+    auth_tokens: str = ""  # a file of 'TOKEN ROLE' lines (re-read on SIGHUP); empty: no authentication
+    unix_socket_mode: str = "0660"  # octal permissions of a unix: listener's socket file
+    unix_socket_group: str = ""  # group of that file; empty: the daemon's own
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,16 @@ def _metrics_address(value: str, where: str) -> str:
     return value
 
 
+def _octal_mode(value: str, where: str) -> str:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise ConfigError(f"{where}: expected octal permissions such as 0660, got {value!r}") from None
+    if not 0 <= mode <= 0o777 or mode & 0o007:
+        raise ConfigError(f"{where}: {value} must be within 0777 and give others no access (the last digit 0)")
+    return value
+
+
 def _pci_address(value: str, where: str) -> str:
     try:
         return parse_bdf(value)
@@ -179,6 +192,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "metrics_write_timeout_s", "--metrics-write-timeout-s", "float", "seconds a metrics response "
             "may take to send", 0.001, 3600),
     Setting("server", "shutdown_grace_s", "--shutdown-grace-s", "float", "seconds a SIGTERM drain may take", 0),
+    Setting("server", "auth_tokens", "--auth-tokens", "str", "file of 'TOKEN ROLE' lines (roles solve, admin), re-read "
+            "on SIGHUP; empty: no authentication"),
+    Setting("server", "unix_socket_mode", "--unix-socket-mode", "str", "octal permissions of a unix: socket file",
+            check=_octal_mode),
+    Setting("server", "unix_socket_group", "--unix-socket-group", "str", "group of a unix: socket file; empty: the "
+            "daemon's own"),
     Setting("batching", "max_batch", "--max-batch", "int", "instances per device batch", 1, MAX_LIMIT),
     Setting("batching", "max_delay_us", "--max-delay-us", "int", "microseconds a request waits for companions", 0,
             10_000_000),

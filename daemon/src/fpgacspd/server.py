@@ -5,8 +5,8 @@ endpoint (``metrics_listening``), run the device self-test, then mark health SER
 ``READY=1`` and log ``ready``. Signals are handled in ONE place (:meth:`Daemon.run`): the first SIGTERM,
 SIGINT or SIGQUIT drains (health NOT_SERVING, ``STOPPING=1``, new work refused with UNAVAILABLE, queued and
 in-flight work finished within ``shutdown_grace_s``) and exits 0; a second one cuts the drain short (what is
-still queued is answered UNAVAILABLE, a batch on the device is aborted) and exits 0 too. SIGHUP is the reload
-signal (logged; nothing is reloaded yet) and SIGUSR1 logs the daemon's state; neither interrupts serving.
+still queued is answered UNAVAILABLE, a batch on the device is aborted) and exits 0 too. SIGHUP re-reads the
+token file (``server.auth_tokens``) and SIGUSR1 logs the daemon's state; neither interrupts serving.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import enum
 import gc
+import grp
 import logging
 import os
 import resource
@@ -31,6 +32,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from . import sdnotify
+from .auth import AuthInterceptor, TokenFileError, TokenTable
 from .config import Config
 from .core import Core
 from .device import DeviceInfo, DeviceState, DeviceWorker, TransportError, make_device
@@ -94,6 +96,7 @@ class Daemon:
         self._force = asyncio.Event()
         self._signals = 0
         self._ready_notified = False
+        self.tokens: TokenTable | None = None  # server.auth_tokens, re-read on SIGHUP
         self._started = False  # start() finished (its self-test ran)
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -131,8 +134,7 @@ class Daemon:
         sig = signal.Signals(signum)
         action = SIGNAL_ACTIONS.get(sig, SignalAction.STOP)
         if action == SignalAction.RELOAD:
-            # Nothing this version serves can be re-read without a restart yet; SIGHUP must still never kill it.
-            log_event(_log, logging.INFO, "signal", signal=sig.name, action=action.value, reloaded=[])
+            log_event(_log, logging.INFO, "signal", signal=sig.name, action=action.value, reloaded=self.reload())
             return
         if action == SignalAction.REPORT:
             log_event(_log, logging.INFO, "signal", signal=sig.name, action=action.value, **self.report())
@@ -142,6 +144,34 @@ class Daemon:
         self._stop.set()
         if self._signals > 1:
             self._force.set()
+
+    def reload(self) -> list[str]:
+        """What SIGHUP re-reads: the token file (a broken one keeps the old table and is logged); the names of
+        what was re-read. In-flight calls are not touched: the next call sees the new table."""
+        reloaded = []
+        path = self.config.server.auth_tokens
+        if path:
+            try:
+                self.tokens = TokenTable.load(path)
+                reloaded.append("auth_tokens")
+            except TokenFileError as e:
+                log_event(_log, logging.ERROR, "reload_failed", what="auth_tokens", error=str(e))
+        return reloaded
+
+    def _restrict_socket(self, address: str) -> None:
+        """grpc creates a unix socket file with the umask's permissions (often 0777 & ~022: anyone on the host may
+        connect); the daemon sets ``server.unix_socket_mode`` (0660) and ``unix_socket_group`` on it."""
+        path = _socket_path(address)
+        cfg = self.config.server
+        try:
+            if cfg.unix_socket_group:
+                os.chown(path, -1, grp.getgrnam(cfg.unix_socket_group).gr_gid)
+            os.chmod(path, int(cfg.unix_socket_mode, 8))
+        except (OSError, KeyError) as e:
+            raise StartupError(
+                f"server.listen: cannot set mode {cfg.unix_socket_mode} / group {cfg.unix_socket_group or '(own)'} "
+                f"on {path} ({e})"
+            ) from e
 
     def report(self) -> dict[str, Any]:
         """The daemon's state in one record (SIGUSR1 logs it): for an operator looking at a live process."""
@@ -170,8 +200,15 @@ class Daemon:
         for service in HEALTH_SERVICES:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.core.state_listeners.append(self._device_state_changed)
+        if self.config.server.auth_tokens:
+            try:
+                self.tokens = TokenTable.load(self.config.server.auth_tokens)
+            except TokenFileError as e:
+                raise StartupError(str(e)) from e
+        # who may call comes first (a refused call is never parsed), then the bodies that do not parse
+        auth = AuthInterceptor(lambda: self.tokens, self.metrics.count_request)
         boundary = DecodeBoundary(RAW_METHODS, self.metrics.count_request)
-        server = grpc.aio.server(options=list(SERVER_OPTIONS), interceptors=[boundary])
+        server = grpc.aio.server(options=list(SERVER_OPTIONS), interceptors=[auth, boundary])
         solver_pb2_grpc.add_SolverServicer_to_server(SolverServicer(self.core), server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -185,6 +222,8 @@ class Daemon:
             self.addresses.append(_bind(server, address))
         await server.start()
         for address in self.addresses:
+            if address.startswith("unix:"):
+                self._restrict_socket(address)
             log_event(_log, logging.INFO, "listening", address=address, pid=os.getpid())
         if self.config.server.metrics_listen:
             await self._start_metrics(self.config.server.metrics_listen)
@@ -366,9 +405,7 @@ def _refuse_live_unix_socket(address: str) -> None:
     """gRPC unlinks whatever is at a ``unix:`` path before binding, so a second daemon would silently take the
     socket from a running one. Refuse, as for a TCP port in use: if something accepts a connection there, it is
     alive; a socket file nobody listens on (left by a crash) is stale and may be replaced."""
-    path = address.removeprefix("unix:")
-    if path.startswith("//"):  # unix:///abs/path
-        path = path[2:]
+    path = _socket_path(address)
     if not os.path.exists(path):
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -383,6 +420,11 @@ def _refuse_live_unix_socket(address: str) -> None:
         raise StartupError(f"server.listen: cannot bind {address}: a running process listens on {path}")
     finally:
         probe.close()
+
+
+def _socket_path(address: str) -> str:
+    path = address.removeprefix("unix:")
+    return path[2:] if path.startswith("//") else path  # unix:///abs/path
 
 
 def heartbeat_moved(previous: int | None, current: int) -> bool:
