@@ -237,7 +237,7 @@ def test_a_batch_the_target_fails_is_marked_and_every_other_answer_is_still_writ
                 raise ServerError("device: job_error (after 2 resets and retries)", grpc.StatusCode.INTERNAL, "Solve")
             return real.solve(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "_connect", lambda target, timeout: OneBatchFails())
+    monkeypatch.setattr(cli, "_connect", lambda target, timeout, args=None: OneBatchFails())
     out = tmp_path / "out.csv"
     code = main(["solve", str(magictour_50), "--batch", "10", "--out", str(out)])
     assert code == 3

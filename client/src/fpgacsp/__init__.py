@@ -21,6 +21,7 @@ from fpgacsp_proto.isa import (
 )
 
 from ._async_client import AsyncClient, connect_async
+from ._channel import TLS
 from ._client import Client, connect
 from ._errors import (
     CancelledError,
@@ -130,6 +131,7 @@ __all__ = [
     "check_queens_solution",
     "check_sudoku_solution",
     "coloring_program",
+    "TLS",
     "connect",
     "connect_async",
     "format_sudoku",

@@ -37,6 +37,7 @@ def connect_async(
     timeout: float = DEFAULT_TIMEOUT,
     wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
     token: str | None = None,
+    tls: _channel.TLS | bool | None = None,
     **channel_options: Any,
 ) -> AsyncClient:
     """The asyncio twin of :func:`fpgacsp.connect` (same targets, same options); use ``async with``."""
@@ -46,7 +47,12 @@ def connect_async(
     if target == LOCAL_TARGET:
         return AsyncLocalClient(timeout=timeout, **channel_options)
     return GrpcAsyncClient(
-        target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, channel_options=channel_options
+        target,
+        timeout=timeout,
+        wait_for_daemon_s=wait_for_daemon_s,
+        token=token,
+        tls=tls,
+        channel_options=channel_options,
     )
 
 
@@ -119,6 +125,7 @@ class GrpcAsyncClient(AsyncClient):
         timeout: float = DEFAULT_TIMEOUT,
         wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
         token: str | None = None,
+        tls: _channel.TLS | bool | None = None,
         channel_options: Mapping[str, Any] = {},
     ):
         from . import __version__
@@ -127,6 +134,7 @@ class GrpcAsyncClient(AsyncClient):
         self.timeout = _codec.check_timeout(timeout)
         self.wait_for_daemon_s = _retry.check_wait_for_daemon(wait_for_daemon_s)
         self._token = token
+        self._tls = _channel.check_tls(tls)
         self._metadata = _channel.auth_metadata(token)  # authorization: Bearer TOKEN, on every call
         self._overrides = dict(channel_options)
         self._options = _channel.channel_options(f"fpgacsp/{__version__}", self._overrides)
@@ -138,7 +146,10 @@ class GrpcAsyncClient(AsyncClient):
         self._closed = False
 
     def __reduce__(self) -> tuple[Callable[..., AsyncClient], tuple[Any, ...]]:
-        return (_reconnect, (self.target, self.timeout, self._overrides, self.wait_for_daemon_s, self._token))
+        return (
+            _reconnect,
+            (self.target, self.timeout, self._overrides, self.wait_for_daemon_s, self._token, self._tls),
+        )
 
     async def register(self, program: Program, *, pin: bool = False, timeout: float | None = None) -> str:
         program = _codec.check_program(program)
@@ -265,7 +276,7 @@ class GrpcAsyncClient(AsyncClient):
                 "fork (gRPC channels do not survive it): call fpgacsp.connect_async() in the process that uses it"
             )
         if self._solver is None or self._admin is None:
-            self._channel = _channel.aio_channel(self.target, self._options)
+            self._channel = _channel.aio_channel(self.target, self._options, self._tls)
             self._solver = solver_pb2_grpc.SolverStub(self._channel)
             self._admin = admin_pb2_grpc.AdminStub(self._channel)
         return self._solver, self._admin
@@ -336,6 +347,8 @@ class AsyncLocalClient(AsyncClient):
 
 def _reconnect(
     target: str, timeout: float, overrides: Mapping[str, Any], wait_for_daemon_s: float = 0.0,
-    token: str | None = None,
+    token: str | None = None, tls: _channel.TLS | None = None,
 ) -> AsyncClient:  # fmt: skip
-    return connect_async(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, **overrides)
+    return connect_async(
+        target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, tls=tls, **overrides
+    )

@@ -33,6 +33,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -96,14 +97,65 @@ def check_target(target: object) -> str:
     return target
 
 
-def sync_channel(target: str, options: list[tuple[str, Any]]) -> grpc.Channel:
-    """A plaintext channel (the daemon serves loopback, a Unix socket or a trusted network)."""
-    return grpc.insecure_channel(target, options=options)
+@dataclass(frozen=True)
+class TLS:
+    """TLS to a daemon started with ``--tls-cert``: ``connect(address, tls=TLS(ca="ca.pem"))``.
+
+    ``ca``: PEM file of the CA that signed the daemon's certificate (None: the system's trusted roots); ``cert``
+    and ``key``: PEM files of the client certificate a daemon with ``--tls-client-ca`` requires (mutual TLS);
+    ``server_name``: the name to check the daemon's certificate against, when it is not the address's host.
+    """
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    server_name: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("tls: give both cert and key (the client certificate and its key) or neither")
+        return grpc.ssl_channel_credentials(
+            root_certificates=_pem(self.ca, "ca"), private_key=_pem(self.key, "key"),
+            certificate_chain=_pem(self.cert, "cert"),
+        )  # fmt: skip
+
+    def options(self) -> list[tuple[str, Any]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
 
-def aio_channel(target: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
+def _pem(path: str | None, field: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"tls.{field}: cannot read {path} ({e.strerror or e})") from None
+
+
+def check_tls(tls: TLS | bool | None) -> TLS | None:
+    """``tls=`` of connect(): a :class:`TLS`, True (TLS with the system's roots), or None/False (plaintext)."""
+    if tls is True:
+        return TLS()
+    if tls is None or tls is False:
+        return None
+    if not isinstance(tls, TLS):
+        raise ValueError(f"tls: expected fpgacsp.TLS(ca=..., cert=..., key=...), True or None, got {tls!r}")
+    return tls
+
+
+def sync_channel(target: str, options: list[tuple[str, Any]], tls: TLS | None = None) -> grpc.Channel:
+    """A plaintext channel (loopback, a Unix socket, a trusted network), or a TLS one with ``tls``."""
+    if tls is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, tls.credentials(), options=options + tls.options())
+
+
+def aio_channel(target: str, options: list[tuple[str, Any]], tls: TLS | None = None) -> grpc.aio.Channel:
     """The asyncio twin of :func:`sync_channel`; create it inside the event loop that will use it."""
-    return grpc.aio.insecure_channel(target, options=options)
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, tls.credentials(), options=options + tls.options())
 
 
 def wait_ready(channel: grpc.Channel, timeout_s: float) -> bool:

@@ -43,6 +43,7 @@ def connect(
     timeout: float = DEFAULT_TIMEOUT,
     wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
     token: str | None = None,
+    tls: _channel.TLS | bool | None = None,
     **channel_options: Any,
 ) -> Client:
     """A client for ``target``: ``"host:port"``, ``"unix:///path.sock"`` or ``"local"`` (in-process engine).
@@ -64,7 +65,12 @@ def connect(
 
         return LocalClient(timeout=timeout, **channel_options)
     return GrpcClient(
-        target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, channel_options=channel_options
+        target,
+        timeout=timeout,
+        wait_for_daemon_s=wait_for_daemon_s,
+        token=token,
+        tls=tls,
+        channel_options=channel_options,
     )
 
 
@@ -147,6 +153,7 @@ class GrpcClient(Client):
         timeout: float = DEFAULT_TIMEOUT,
         wait_for_daemon_s: float = _retry.DEFAULT_WAIT_FOR_DAEMON_S,
         token: str | None = None,
+        tls: _channel.TLS | bool | None = None,
         channel_options: Mapping[str, Any] = {},
     ):
         from . import __version__
@@ -155,10 +162,11 @@ class GrpcClient(Client):
         self.timeout = _codec.check_timeout(timeout)
         self.wait_for_daemon_s = _retry.check_wait_for_daemon(wait_for_daemon_s)
         self._token = token
+        self._tls = _channel.check_tls(tls)
         self._metadata = _channel.auth_metadata(token)  # authorization: Bearer TOKEN, on every call
         self._overrides = dict(channel_options)
         self._channel = _channel.sync_channel(
-            target, _channel.channel_options(f"fpgacsp/{__version__}", self._overrides)
+            target, _channel.channel_options(f"fpgacsp/{__version__}", self._overrides), self._tls
         )
         self._solver = solver_pb2_grpc.SolverStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
@@ -167,7 +175,10 @@ class GrpcClient(Client):
         self._closed = False
 
     def __reduce__(self) -> tuple[Callable[..., Client], tuple[Any, ...]]:
-        return (_reconnect, (self.target, self.timeout, self._overrides, self.wait_for_daemon_s, self._token))
+        return (
+            _reconnect,
+            (self.target, self.timeout, self._overrides, self.wait_for_daemon_s, self._token, self._tls),
+        )
 
     # --- data plane ------------------------------------------------------------------------------------
 
@@ -301,7 +312,7 @@ class GrpcClient(Client):
 
 def _reconnect(
     target: str, timeout: float, overrides: Mapping[str, Any], wait_for_daemon_s: float = 0.0,
-    token: str | None = None,
+    token: str | None = None, tls: _channel.TLS | None = None,
 ) -> Client:  # fmt: skip
     """Unpickling a client connects afresh: a channel is process-local state."""
-    return connect(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, **overrides)
+    return connect(target, timeout=timeout, wait_for_daemon_s=wait_for_daemon_s, token=token, tls=tls, **overrides)

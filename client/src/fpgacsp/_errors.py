@@ -112,6 +112,22 @@ _EXHAUSTED_BY_METHOD: dict[str, type[ResourceExhaustedError]] = {
 }
 
 
+# What a failed TLS handshake looks like in gRPC's UNAVAILABLE details, and what to tell the person who hit it.
+_TLS_HINTS = (
+    ("CERTIFICATE_VERIFY_FAILED", "TLS: the daemon's certificate not trusted (signed by another CA than the one "
+     "given as tls=fpgacsp.TLS(ca=...), expired, or issued for another name)"),
+    ("WRONG_VERSION_NUMBER", "TLS: the daemon does not speak TLS on this address (drop tls=, or check the port)"),
+    ("CERTIFICATE_REQUIRED", "TLS: the daemon requires a client certificate (tls=fpgacsp.TLS(cert=..., key=...))"),
+    ("Socket closed", "the daemon closed the connection: it may require TLS (tls=fpgacsp.TLS(ca=...)) or a client "
+     "certificate, or it is stopping"),
+)  # fmt: skip
+
+
+def _with_hint(details: str) -> str:
+    hint = next((text for marker, text in _TLS_HINTS if marker in details), None)
+    return f"{hint}: {details}" if hint else details
+
+
 def from_rpc_error(err: grpc.RpcError, method: str) -> FpgacspError:
     """The library exception for a failed RPC, keeping the server's message and the code.
 
@@ -123,6 +139,8 @@ def from_rpc_error(err: grpc.RpcError, method: str) -> FpgacspError:
     details = (details_fn() if callable(details_fn) else None) or str(err) or "no details"
     if not isinstance(code, grpc.StatusCode):
         return ServerError(details, grpc.StatusCode.UNKNOWN, method)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        details = _with_hint(details)
     cls = _BY_CODE.get(code, FpgacspError)
     if cls is ResourceExhaustedError:
         cls = _EXHAUSTED_BY_METHOD.get(method, ResourceExhaustedError)

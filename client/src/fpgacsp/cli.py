@@ -41,6 +41,7 @@ import numpy as np
 from fpgacsp_proto.bitset import singleton_values
 from fpgacsp_proto.isa import Mode, Status
 
+from ._channel import TLS
 from ._client import DEFAULT_TARGET, DEFAULT_TIMEOUT, Client, connect
 from ._errors import FpgacspError, UnavailableError
 from ._local import DEFAULT_NODE_LIMIT
@@ -150,6 +151,12 @@ def _add_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="S", help="deadline of each call, in seconds"
     )
+    tls = parser.add_argument_group("TLS and tokens (a daemon started with --tls-cert or --auth-tokens)")
+    tls.add_argument("--tls", action="store_true", help="speak TLS, trusting the system's roots (or --tls-ca)")
+    tls.add_argument("--tls-ca", metavar="PEM", help="the CA that signed the daemon's certificate (implies --tls)")
+    tls.add_argument("--tls-cert", metavar="PEM", help="client certificate, for a daemon with --tls-client-ca")
+    tls.add_argument("--tls-key", metavar="PEM", help="the client certificate's key")
+    tls.add_argument("--token", help="bearer token (default: $FPGACSP_TOKEN); prefer the variable: argv is visible")
 
 
 class _UsageError(Exception):
@@ -179,7 +186,7 @@ def _positive(text: str) -> int:
 def cmd_solve(args: argparse.Namespace) -> int:
     """``fpgacsp solve``: load, solve in batches, write the CSV in input order, summarise."""
     records = _load(args.file, args.limit)
-    solver = _connect(args.target, args.timeout)
+    solver = _connect(args.target, args.timeout, args)
     mode = Mode.SOLVE if args.mode == "solve" else Mode.PROPAGATE
     with _open_out(args.out) as out:  # opened first: an unwritable OUT fails before any solving
         try:
@@ -198,10 +205,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return EXIT_TARGET_FAILED if report.failed else EXIT_OK
 
 
-def _connect(target: str, timeout: float) -> Client:
+def _connect(target: str, timeout: float, args: argparse.Namespace | None = None) -> Client:
     """``connect(target)``; a bad address or a missing local engine is a usage error (nothing is sent yet)."""
+    extra: dict[str, object] = {}
+    if args is not None and target != "local":
+        if args.tls or args.tls_ca or args.tls_cert:
+            extra["tls"] = TLS(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+        if args.token:
+            extra["token"] = args.token
     try:
-        return connect(target, timeout=timeout)
+        return connect(target, timeout=timeout, **extra)  # type: ignore[arg-type]
     except (ImportError, ValueError) as exc:
         raise _UsageError(f"--target {target!r}: {exc}") from None
 
@@ -384,7 +397,7 @@ class Report:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """``fpgacsp status``: device status, the program list and the queue of one target."""
-    client = _connect(args.target, args.timeout)
+    client = _connect(args.target, args.timeout, args)
     try:
         device = client.device_status()
         programs = client.list_programs()

@@ -44,6 +44,9 @@ class ServerConfig:
     auth_tokens: str = ""  # a file of 'TOKEN ROLE' lines (re-read on SIGHUP); empty: no authentication
     unix_socket_mode: str = "0660"  # octal permissions of a unix: listener's socket file
     unix_socket_group: str = ""  # group of that file; empty: the daemon's own
+    tls_cert: str = ""  # PEM certificate chain: TLS on every TCP listener (with tls_key)
+    tls_key: str = ""  # PEM private key of tls_cert
+    tls_client_ca: str = ""  # PEM CA: require client certificates signed by it (mTLS)
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,11 @@ SETTINGS: tuple[Setting, ...] = (
             check=_octal_mode),
     Setting("server", "unix_socket_group", "--unix-socket-group", "str", "group of a unix: socket file; empty: the "
             "daemon's own"),
+    Setting("server", "tls_cert", "--tls-cert", "str", "PEM certificate chain: TLS on every TCP listener; re-read on "
+            "SIGHUP"),
+    Setting("server", "tls_key", "--tls-key", "str", "PEM private key of --tls-cert"),
+    Setting("server", "tls_client_ca", "--tls-client-ca", "str", "PEM CA that client certificates must be signed by "
+            "(mutual TLS)"),
     Setting("batching", "max_batch", "--max-batch", "int", "instances per device batch", 1, MAX_LIMIT),
     Setting("batching", "max_delay_us", "--max-delay-us", "int", "microseconds a request waits for companions", 0,
             10_000_000),
@@ -359,6 +367,11 @@ def _build(values: Mapping[tuple[str, str], Any], environ: Mapping[str, str]) ->
         name: cls(**{key: v for (sec, key), v in values.items() if sec == name}) for name, cls in _SECTIONS.items()
     }
     config = Config(**sections, systemd=_systemd(environ))
+    server = config.server
+    if bool(server.tls_cert) != bool(server.tls_key):
+        raise ConfigError("server.tls_cert and server.tls_key: give both (the certificate and its key) or neither")
+    if server.tls_client_ca and not server.tls_cert:
+        raise ConfigError("server.tls_client_ca: client certificates need TLS; give server.tls_cert and tls_key too")
     if config.solve.default_node_limit > config.solve.max_node_limit:
         raise ConfigError(
             f"solve.default_node_limit: {config.solve.default_node_limit} exceeds solve.max_node_limit = "

@@ -6,7 +6,7 @@ endpoint (``metrics_listening``), run the device self-test, then mark health SER
 SIGINT or SIGQUIT drains (health NOT_SERVING, ``STOPPING=1``, new work refused with UNAVAILABLE, queued and
 in-flight work finished within ``shutdown_grace_s``) and exits 0; a second one cuts the drain short (what is
 still queued is answered UNAVAILABLE, a batch on the device is aborted) and exits 0 too. SIGHUP re-reads the
-token file (``server.auth_tokens``) and SIGUSR1 logs the daemon's state; neither interrupts serving.
+TLS certificates and the token file and SIGUSR1 logs the daemon's state; neither interrupts serving.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .interceptors import DecodeBoundary
 from .logs import get_logger, log_event
 from .metrics import Metrics
 from .service import RAW_METHODS, AdminServicer, SolverServicer
+from .tls import ServerTLS, TLSConfigError
 
 _log = get_logger("server")
 
@@ -97,6 +98,7 @@ class Daemon:
         self._signals = 0
         self._ready_notified = False
         self.tokens: TokenTable | None = None  # server.auth_tokens, re-read on SIGHUP
+        self.tls: ServerTLS | None = None  # server.tls_*, re-read on SIGHUP
         self._started = False  # start() finished (its self-test ran)
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -146,9 +148,16 @@ class Daemon:
             self._force.set()
 
     def reload(self) -> list[str]:
-        """What SIGHUP re-reads: the token file (a broken one keeps the old table and is logged); the names of
-        what was re-read. In-flight calls are not touched: the next call sees the new table."""
+        """What SIGHUP re-reads: the TLS certificates (new handshakes use them) and the token file (the next call
+        sees it); a file that cannot be used keeps the old and is logged. Returns what was re-read. Calls in flight
+        and established connections are not touched."""
         reloaded = []
+        if self.tls is not None:
+            try:
+                self.tls.reload()
+                reloaded.append("tls")
+            except TLSConfigError as e:
+                log_event(_log, logging.ERROR, "reload_failed", what="tls", error=str(e))
         path = self.config.server.auth_tokens
         if path:
             try:
@@ -218,8 +227,14 @@ class Daemon:
             server,
         )  # fmt: skip
         self.server = server
-        for address in self.config.server.listen:
-            self.addresses.append(_bind(server, address))
+        cfg = self.config.server
+        if cfg.tls_cert:
+            try:
+                self.tls = ServerTLS(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+            except TLSConfigError as e:
+                raise StartupError(str(e)) from e
+        for address in cfg.listen:
+            self.addresses.append(_bind(server, address, self.tls))
         await server.start()
         for address in self.addresses:
             if address.startswith("unix:"):
@@ -385,12 +400,18 @@ class Daemon:
         await asyncio.gather(self.metrics.shutdown(), loop.run_in_executor(None, self.worker.close))
 
 
-def _bind(server: grpc.aio.Server, address: str) -> str:
-    """Add a listener; returns the address with the resolved port (``HOST:0`` gets the one the OS picked)."""
-    if address.startswith("unix:"):
+def _bind(server: grpc.aio.Server, address: str, tls: ServerTLS | None = None) -> str:
+    """Add a listener (TLS on TCP when configured); returns the address with the resolved port (``HOST:0`` gets
+    the one the OS picked)."""
+    unix = address.startswith("unix:")
+    if unix:
         _refuse_live_unix_socket(address)
     try:
-        port = server.add_insecure_port(address)
+        port = (
+            server.add_insecure_port(address)
+            if unix or tls is None
+            else server.add_secure_port(address, tls.credentials())
+        )
     except RuntimeError as e:
         raise StartupError(f"server.listen: cannot bind {address} ({e})") from e
     if address.startswith("unix:"):
