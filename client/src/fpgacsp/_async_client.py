@@ -26,7 +26,7 @@ from fpgacsp_proto.isa import Mode, Program
 from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
 
 from . import _channel, _codec, _retry
-from ._client import ADMIN_METHODS, DEFAULT_TARGET, DEFAULT_TIMEOUT, LOCAL_TARGET
+from ._client import ADMIN_METHODS, DEFAULT_TARGET, DEFAULT_TIMEOUT, LOCAL_TARGET, NOT_FOUND_RETRIES
 from ._errors import DeadlineExceededError, FpgacspError, NotFoundError, ServerError, from_rpc_error
 from ._types import DeviceStatus, ProgramInfo, ResetResult, SelfTestResult, SolveResult, Stats
 
@@ -137,7 +137,7 @@ class GrpcAsyncClient(AsyncClient):
         self._tls = _channel.check_tls(tls)
         self._metadata = _channel.auth_metadata(token)  # authorization: Bearer TOKEN, on every call
         self._overrides = dict(channel_options)
-        self._options = _channel.channel_options(f"fpgacsp/{__version__}", self._overrides)
+        self._options = _channel.channel_options(f"fpgacsp/{__version__}", self._overrides, _channel.is_fleet(target))
         self._channel: grpc.aio.Channel | None = None
         self._solver: solver_pb2_grpc.SolverStub | None = None
         self._admin: admin_pb2_grpc.AdminStub | None = None
@@ -184,12 +184,17 @@ class GrpcAsyncClient(AsyncClient):
         return _codec.solve_result(response, program, inputs.batch)
 
     async def _solve_once(self, program: Program, pid: str, request: Any, deadline: float) -> Any:
-        try:
-            return await self._invoke("Solve", request, deadline)
-        except NotFoundError:  # the daemon forgot it: register again (idempotent), retry once
-            self._ids.registered.discard(pid)
-            await self._register(program, pid, pid in self._ids.pinned, deadline)
-            return await self._invoke("Solve", request, deadline)
+        # The daemon forgot the program (released, evicted, restarted), or, in a fleet, the daemon this Solve went to
+        # never saw it: register again (idempotent) and retry, a few times (round robin reaches them all).
+        for attempt in range(NOT_FOUND_RETRIES + 1):
+            try:
+                return await self._invoke("Solve", request, deadline)
+            except NotFoundError:
+                if attempt == NOT_FOUND_RETRIES:
+                    raise
+                self._ids.registered.discard(pid)
+                await self._register(program, pid, pid in self._ids.pinned, deadline)
+        raise AssertionError("unreachable")
 
     async def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
         pid = self._id_of(program)

@@ -66,7 +66,27 @@ RECONNECT_BACKOFF_MS: dict[str, int] = {
 }
 
 
-def channel_options(user_agent: str, overrides: Mapping[str, Any] | None = None) -> list[tuple[str, Any]]:
+# A fleet (a target that names several daemons: "ipv4:h1:p1,h2:p2" or "dns:///name:port"): gRPC's own round robin
+# over them, with client-side health checking of the Solver service, so a draining (NOT_SERVING), starting or
+# failed daemon is skipped and a dead one drops out when its connection does. Not for one daemon: there a
+# NOT_SERVING daemon must still answer Admin (status, reset) and say UNAVAILABLE itself.
+FLEET_SERVICE_CONFIG: dict[str, Any] = {
+    **SERVICE_CONFIG,
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": "fpgacsp.v1.Solver"},
+}
+
+
+def is_fleet(target: str) -> bool:
+    """Whether ``target`` names several daemons to balance over (gRPC's resolver syntax)."""
+    if target.startswith("dns:"):
+        return True
+    return target.startswith(("ipv4:", "ipv6:")) and "," in target
+
+
+def channel_options(
+    user_agent: str, overrides: Mapping[str, Any] | None = None, fleet: bool = False
+) -> list[tuple[str, Any]]:
     """The channel arguments of every client channel; ``overrides`` (from ``connect(**kwargs)``) win.
 
     An override's key is a gRPC channel argument with or without its ``grpc.`` prefix
@@ -76,7 +96,7 @@ def channel_options(user_agent: str, overrides: Mapping[str, Any] | None = None)
         "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
         "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
         "grpc.enable_retries": 1,
-        "grpc.service_config": json.dumps(SERVICE_CONFIG),
+        "grpc.service_config": json.dumps(FLEET_SERVICE_CONFIG if fleet else SERVICE_CONFIG),
         "grpc.keepalive_time_ms": 300_000,
         "grpc.keepalive_timeout_ms": 20_000,
         "grpc.keepalive_permit_without_calls": 0,
@@ -93,7 +113,10 @@ def check_target(target: object) -> str:
     if not isinstance(target, str):
         raise TypeError(f"target: expected a string such as 'localhost:50051', got {type(target).__name__}")
     if not target.strip() or target != target.strip():
-        raise ValueError(f"target: expected 'host:port', 'unix:///path' or 'local', got {target!r}")
+        raise ValueError(
+            f"target: expected 'host:port', 'unix:///path', 'local', or a fleet ('ipv4:h1:p1,h2:p2', "
+            f"'dns:///name:port'), got {target!r}"
+        )
     return target
 
 

@@ -34,6 +34,7 @@ from ._types import DeviceStatus, ProgramInfo, ResetResult, SelfTestResult, Solv
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT = 60.0
 LOCAL_TARGET = "local"
+NOT_FOUND_RETRIES = 6  # re-registrations of one Solve: one for a daemon that forgot, more for a fleet
 ADMIN_METHODS = frozenset({"GetDeviceStatus", "SelfTest", "Reset", "GetStats"})
 
 
@@ -166,7 +167,9 @@ class GrpcClient(Client):
         self._metadata = _channel.auth_metadata(token)  # authorization: Bearer TOKEN, on every call
         self._overrides = dict(channel_options)
         self._channel = _channel.sync_channel(
-            target, _channel.channel_options(f"fpgacsp/{__version__}", self._overrides), self._tls
+            target,
+            _channel.channel_options(f"fpgacsp/{__version__}", self._overrides, _channel.is_fleet(target)),
+            self._tls,
         )
         self._solver = solver_pb2_grpc.SolverStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
@@ -215,12 +218,17 @@ class GrpcClient(Client):
         return _codec.solve_result(response, program, inputs.batch)
 
     def _solve_once(self, program: Program, pid: str, request: Any, deadline: float) -> Any:
-        try:
-            return self._invoke("Solve", request, deadline)
-        except NotFoundError:  # the daemon forgot it: register again (idempotent), retry once
-            self._ids.registered.discard(pid)
-            self._register(program, pid, pid in self._ids.pinned, deadline)
-            return self._invoke("Solve", request, deadline)
+        # The daemon forgot the program (released, evicted, restarted), or, in a fleet, the daemon this Solve went to
+        # never saw it: register again (idempotent) and retry, a few times (round robin reaches them all).
+        for attempt in range(NOT_FOUND_RETRIES + 1):
+            try:
+                return self._invoke("Solve", request, deadline)
+            except NotFoundError:
+                if attempt == NOT_FOUND_RETRIES:
+                    raise
+                self._ids.registered.discard(pid)
+                self._register(program, pid, pid in self._ids.pinned, deadline)
+        raise AssertionError("unreachable")
 
     def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
         pid = self._id_of(program)

@@ -1,0 +1,73 @@
+"""A fleet of three real fpgacspd processes behind one target, with gRPC's own round robin and health checking.
+
+``ConstraintLayer(target="ipv4:127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3")`` trains for many steps while one daemon is
+SIGTERMed (it drains: health NOT_SERVING, so it is skipped) and another SIGKILLed (its connection drops): every step
+completes, every result equals the local engine's, and the daemons' own counters show the requests were spread.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from daemon_process import DaemonProcess
+from fpgacsp import connect, sudoku_program
+from fpgacsp._channel import is_fleet
+from fpgacsp.torch_layer import ConstraintLayer
+from restart_helpers import free_port
+
+PROGRAM = sudoku_program(2)
+STEPS = 60
+
+
+def solves_answered(daemon: DaemonProcess) -> int:
+    return sum(int(e.get("answered", 0)) for e in daemon.events_named("stopped"))
+
+
+def test_a_training_loop_over_three_daemons_survives_a_drain_and_a_kill() -> None:
+    ports = [free_port() for _ in range(3)]
+    daemons = [DaemonProcess(["--listen", f"127.0.0.1:{p}", "--device-threads", "1"]).start() for p in ports]
+    target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    assert is_fleet(target)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 4)
+        layer = ConstraintLayer(PROGRAM, target=target, ste="identity")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        x = torch.randn(8, 16, 4)
+        wanted = torch.nn.functional.one_hot(torch.randint(0, 4, (8, 16)), 4).float()
+        spread: dict[str, int] = {}
+
+        def kill_the_second() -> None:
+            with connect(f"127.0.0.1:{ports[1]}") as client:  # what it served before it dies
+                spread["killed"] = {(m.method, m.code): m.count for m in client.stats().requests}.get(
+                    ("Solve", "OK"), 0
+                )
+            daemons[1].kill()
+
+        events = {10: lambda: threading.Thread(target=daemons[0].terminate).start(), 25: kill_the_second}
+        local = ConstraintLayer(PROGRAM, target="local", ste="identity")
+        for step in range(STEPS):
+            if step in events:
+                events[step]()
+            logits = model(x)
+            out = layer(logits)  # raises if a step fails: the test's point
+            loss = torch.nn.functional.mse_loss(out.values, wanted)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():  # the same logits through the local engine: the same values, bit for bit
+                again = local(logits.detach())
+            assert torch.equal(out.values, again.values), f"step {step}: the fleet's answer differs from the engine"
+        survivor = daemons[2]
+        with connect(f"127.0.0.1:{ports[2]}") as client:
+            served = {(m.method, m.code): m.count for m in client.stats().requests}
+        assert served.get(("Solve", "OK"), 0) >= STEPS // 3, served  # after the others left, it took them all
+        assert daemons[0].wait(30) == 0
+        first = solves_answered(daemons[0])
+        assert first >= 3, f"the drained daemon answered {first} requests before it left: nothing was spread"
+        assert spread["killed"] >= 3, f"the killed daemon had answered {spread['killed']} Solves"
+        assert survivor.alive()
+    finally:
+        for d in daemons:
+            d.kill()
