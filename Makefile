@@ -14,7 +14,7 @@ SHELL := /bin/bash
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: all venv proto regmap system-deps run test lint typecheck pytest bench clean
+.PHONY: all venv proto regmap dashboard system-deps run test lint typecheck pytest bench clean
 
 all: venv
 
@@ -38,6 +38,10 @@ regmap: $(REGMAP_OUT)
 
 $(REGMAP_OUT): $(REGMAP_SRC)
 	$(BIN)/python fpga_bitstream/regmap/generate.py
+
+# The Grafana dashboard, generated with grafanalib (tests/e2e/test_e2e_prometheus.py catches staleness).
+dashboard: venv
+	$(BIN)/python deploy/grafana/dashboard.py
 
 # Programs the tests run for real (Prometheus scrapes the daemon's metrics endpoint); Debian packages.
 system-deps:

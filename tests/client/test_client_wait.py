@@ -92,7 +92,8 @@ NEVER_RETRIED = [
     (grpc.StatusCode.RESOURCE_EXHAUSTED, fpgacsp.ResourceExhaustedError),
     (grpc.StatusCode.DEADLINE_EXCEEDED, fpgacsp.DeadlineExceededError),
     (grpc.StatusCode.INTERNAL, fpgacsp.ServerError),
-    (grpc.StatusCode.PERMISSION_DENIED, fpgacsp.FpgacspError),
+    (grpc.StatusCode.PERMISSION_DENIED, fpgacsp.PermissionDeniedError),
+    (grpc.StatusCode.UNAUTHENTICATED, fpgacsp.UnauthenticatedError),
 ]
 
 

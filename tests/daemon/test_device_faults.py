@@ -49,6 +49,9 @@ class Events:
     def device_aborted(self) -> None:
         self.aborts += 1
 
+    def device_job_cycles(self, cycles: int) -> None:
+        pass
+
 
 def make(plan: FaultPlan | None = None, max_retries: int = 2, slow_us: int = 100_000) -> tuple[RegisterDevice, Events]:
     events = Events()

@@ -12,6 +12,7 @@ import math
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -165,3 +166,80 @@ def test_alert_rules_load_and_evaluate_on_live_data(prometheus: Prometheus) -> N
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     firing = [a for a in prometheus.api("alerts")["alerts"] if a["state"] == "firing"]
     assert not firing, f"a healthy daemon raised alerts: {firing}"
+
+
+# --- the Grafana dashboard (deploy/grafana) ------------------------------------------------------------------
+
+GRAFANA = REPO_ROOT / "deploy" / "grafana"
+
+
+def _dashboard_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fpgacsp_dashboard", GRAFANA / "dashboard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_dashboard_is_what_the_generator_makes() -> None:
+    """deploy/grafana/fpgacsp.json is generated (python deploy/grafana/dashboard.py, make dashboard): never stale."""
+    assert (GRAFANA / "fpgacsp.json").read_text(encoding="utf-8") == _dashboard_module().render_json()
+
+
+def test_every_dashboard_query_follows_the_rules() -> None:
+    """The datasource, job and instance variables on every query; every rate over $__rate_interval."""
+    import re
+
+    board = json.loads((GRAFANA / "fpgacsp.json").read_text(encoding="utf-8"))
+    variables = {t["name"]: t for t in board["templating"]["list"]}
+    assert set(variables) == {"datasource", "job", "instance"} and variables["datasource"]["type"] == "datasource"
+    titles = set()
+    for panel in board["panels"]:
+        titles.add(panel["title"])
+        assert panel["datasource"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            selectors = re.findall(r"fpgacsp_\w+\{([^}]*)\}", expr)
+            assert selectors and all('job=~"$job"' in s and 'instance=~"$instance"' in s for s in selectors), expr
+            windows = re.findall(r"\[([^\]]+)\]", expr)
+            assert all(w == "$__rate_interval" for w in windows), expr
+            assert not re.search(r"\b(rate|irate|increase)\((?![^)]*\[\$__rate_interval\])", expr), expr
+    wanted = {"Requests by status code", "Latency by method", "Queue depth", "Device batch size (instances)",
+              "Requests merged per batch", "Device state", "Faults, resets, retries", "Instances solved per second",
+              "Nodes and sweeps per instance", "Projected hardware time (cycle model) per wall second"}  # fmt: skip
+    assert titles == wanted
+
+
+def test_every_dashboard_panel_returns_data_from_a_real_prometheus(
+    prometheus: Prometheus, tcp: Stubs, tmp_path: Path
+) -> None:
+    """Each panel's queries, variables filled in as Grafana would, return series for the shared daemon under load;
+    render.py draws them all from query_range."""
+    module = _dashboard_module()
+    program = sudoku_program()
+    pid = register(tcp.solver, program)
+    domains = sudoku_batch(SUDOKU_DIR / "kaggle_10k.csv", 16)
+    for i in range(20):  # traffic spread over a few scrapes, so that every rate() sees an increase
+        tcp.solver.Solve(solve_request(pid, program, domains[: 1 + i % 16]), timeout=RPC_TIMEOUT_S)
+        time.sleep(0.15)
+
+    def expanded(query: str) -> str:
+        return query.replace("$job", "fpgacspd").replace("$instance", ".*").replace("$__rate_interval", "20s")
+
+    for panel in module.PANELS:
+        for query, _ in panel.queries:
+
+            def has_data(q: str = expanded(query)) -> bool:
+                result = prometheus.api("query", query=q)["result"]
+                return bool(result) and all(math.isfinite(float(r["value"][1])) for r in result)
+
+            prometheus.wait(f"data for {panel.title!r}: {query}", has_data)
+    import runpy
+
+    render = runpy.run_path(str(GRAFANA / "render.py"))
+    out = tmp_path / "dashboard.png"
+    assert render["render"](prometheus.url, out, 1.0, "fpgacspd") == []
+    assert out.stat().st_size > 20_000

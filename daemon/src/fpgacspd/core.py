@@ -175,6 +175,7 @@ class Core:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         answer = await self.batcher.solve(entry, domains, priorities, options, deadline)
         self.metrics.observe_request(answer.total_s)
+        self.metrics.count_work(int(answer.result.nodes.sum()), int(answer.result.sweeps.sum()))
         statuses = Counter(answer.result.status.tolist())
         self.metrics.count_statuses({_STATUS_NAMES.get(s, str(s)): n for s, n in statuses.items()})
         return answer

@@ -49,6 +49,10 @@ class Metrics:
             "fpgacsp_request_seconds", "Solve request time from acceptance to answer", buckets=SECONDS_BUCKETS,
             registry=r,
         )  # fmt: skip
+        self.rpc_seconds = Histogram(
+            "fpgacsp_rpc_seconds", "Time from a call reaching its handler to its answer, by method", ["method"],
+            buckets=SECONDS_BUCKETS, registry=r,
+        )  # fmt: skip
         self.batch_instances = Histogram(
             "fpgacsp_batch_instances", "Instances per device batch", buckets=SIZE_BUCKETS, registry=r
         )
@@ -76,6 +80,17 @@ class Metrics:
         self.device_retries = PromCounter(
             "fpgacsp_device_retries", "Batches run again after a fault and a reset", registry=r
         )
+        self.nodes = PromCounter("fpgacsp_nodes", "Search nodes of the instances answered", registry=r)
+        self.sweeps = PromCounter(
+            "fpgacsp_sweeps", "Synchronous propagation sweeps of the instances answered", registry=r
+        )
+        self.device_cycles = PromCounter(
+            "fpgacsp_device_cycles", "Engine cycles of the RUN jobs completed, from the card's cycle model", registry=r
+        )
+        self.device_clock_hz = Gauge(
+            "fpgacsp_device_clock_hz", "The engine clock (CAP_CLOCK): cycles / clock = projected hardware seconds",
+            registry=r,
+        )  # fmt: skip
         self.device_recoveries = PromCounter(
             "fpgacsp_device_recoveries", "Automatic recovery attempts of a FAILED device (reset and self-test), by "
             "outcome", ["outcome"], registry=r,
@@ -111,12 +126,19 @@ class Metrics:
         with self._lock:
             self._counts[key] += 1
 
+    def observe_rpc(self, method: str, seconds: float) -> None:
+        self.rpc_seconds.labels(method=method).observe(seconds)
+
     def request_counts(self) -> dict[tuple[str, str], int]:
         with self._lock:
             return dict(self._counts)
 
     def observe_request(self, seconds: float) -> None:
         self.request_seconds.observe(seconds)
+
+    def count_work(self, nodes: int, sweeps: int) -> None:
+        self.nodes.inc(nodes)
+        self.sweeps.inc(sweeps)
 
     def count_statuses(self, statuses: dict[str, int]) -> None:
         for status, n in statuses.items():
@@ -151,6 +173,12 @@ class Metrics:
 
     def device_aborted(self) -> None:
         self.device_aborts.inc()
+
+    def device_job_cycles(self, cycles: int) -> None:
+        self.device_cycles.inc(cycles)
+
+    def set_device_clock(self, hz: int) -> None:
+        self.device_clock_hz.set(hz)
 
     # -- recovery of a FAILED device (event loop) --------------------------------------------------------
 

@@ -87,7 +87,9 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.worker = DeviceWorker(make_device(config.device, events=self.metrics))
+        device = make_device(config.device, events=self.metrics)
+        self.metrics.set_device_clock(device.driver.caps.clock_khz * 1000)  # for projected hardware time
+        self.worker = DeviceWorker(device)
         self.core = Core(config, self.worker, self.metrics)
         self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None

@@ -55,7 +55,7 @@ def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
         @functools.wraps(fn)
         async def handler(self: _Servicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
             self.core.active_rpcs += 1
-            self.core.last_rpc_at = time.monotonic()
+            self.core.last_rpc_at = started = time.monotonic()
             try:
                 response = await fn(self, request, context)
             except asyncio.CancelledError:
@@ -73,6 +73,7 @@ def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
                 raise AssertionError("unreachable: context.abort raises") from e
             finally:
                 self.core.active_rpcs -= 1
+                self.core.metrics.observe_rpc(method, time.monotonic() - started)
             self.core.metrics.count_request(method, "OK")
             return response
 

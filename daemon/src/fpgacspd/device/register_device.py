@@ -48,6 +48,8 @@ class DeviceEvents(Protocol):
 
     def device_aborted(self) -> None: ...
 
+    def device_job_cycles(self, cycles: int) -> None: ...
+
 
 class _NoEvents:
     def device_fault(self, kind: str) -> None:
@@ -60,6 +62,9 @@ class _NoEvents:
         pass
 
     def device_aborted(self) -> None:
+        pass
+
+    def device_job_cycles(self, cycles: int) -> None:
         pass
 
 
@@ -327,6 +332,7 @@ class RegisterDevice:
 
     def _collect(self, pending: dict[int, tuple[int, int]], done: dict, deadline: float | None, started: float) -> None:
         aborted = False
+        self.events.device_job_cycles(sum(c.cycles for c in done.values()))
         for tag, completion in done.items():
             pending.pop(tag, None)
             if completion.code == JobCode.ABORTED:
