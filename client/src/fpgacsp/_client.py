@@ -219,7 +219,9 @@ class GrpcClient(Client):
 
     def _solve_once(self, program: Program, pid: str, request: Any, deadline: float) -> Any:
         # The daemon forgot the program (released, evicted, restarted), or, in a fleet, the daemon this Solve went to
-        # never saw it: register again (idempotent) and retry, a few times (round robin reaches them all).
+        # never saw it: register again (idempotent) and retry. Retry k registers k times in a row: round robin sends
+        # consecutive calls to consecutive daemons, so with n daemons the n-th retry has reached them all (one
+        # registration per retry can keep landing on the same daemon while the Solve goes to another).
         for attempt in range(NOT_FOUND_RETRIES + 1):
             try:
                 return self._invoke("Solve", request, deadline)
@@ -227,7 +229,8 @@ class GrpcClient(Client):
                 if attempt == NOT_FOUND_RETRIES:
                     raise
                 self._ids.registered.discard(pid)
-                self._register(program, pid, pid in self._ids.pinned, deadline)
+                for _ in range(attempt + 1):
+                    self._register(program, pid, pid in self._ids.pinned, deadline)
         raise AssertionError("unreachable")
 
     def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
