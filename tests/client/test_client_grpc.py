@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from fpgacsp import Mode, connect, connect_async, sudoku_program
 from fpgacsp._channel import RETRY_MAX_ATTEMPTS, SERVICE_CONFIG, channel_options
+from fpgacsp._client import NOT_FOUND_RETRIES
 from fpgacsp._retry import SOLVE_RETRIES_ON_INTERNAL
 from fpgacsp_proto import program_id
 from fpgacsp_proto.bitset import pack_domains, unpack_domains
@@ -249,18 +250,24 @@ def test_retries_follow_the_channel_option(server: tuple[str, FakeSolver], scrip
     assert script.calls["Solve"] == 1
 
 
-def test_not_found_reregisters_exactly_once(client: fpgacsp.Client, script: Script) -> None:
+def test_not_found_reregisters_and_retries_a_bounded_number_of_times(client: fpgacsp.Client, script: Script) -> None:
     client.solve(PROGRAM, FULL)
     assert script.calls == Counter({"RegisterProgram": 1, "Solve": 1})  # registered on first use, once
     client.solve(PROGRAM, FULL)
     assert script.calls["RegisterProgram"] == 1  # cached
     script.fail("Solve", grpc.StatusCode.NOT_FOUND, message="program_id: unknown")
     assert (client.solve(PROGRAM, FULL).status == fpgacsp.Status.SOLVED).all()
-    assert script.calls == Counter({"RegisterProgram": 2, "Solve": 4})
-    script.fail("Solve", grpc.StatusCode.NOT_FOUND, grpc.StatusCode.NOT_FOUND, message="program_id: unknown")
-    with pytest.raises(fpgacsp.NotFoundError, match="program_id: unknown"):  # retried once, not forever
+    assert script.calls == Counter({"RegisterProgram": 2, "Solve": 4})  # a daemon that forgot: one re-registration
+    # a fleet whose daemons have not seen it: the k-th retry registers k times (round robin reaches them all) ...
+    script.fail("Solve", *[grpc.StatusCode.NOT_FOUND] * 3, message="program_id: unknown")
+    assert (client.solve(PROGRAM, FULL).status == fpgacsp.Status.SOLVED).all()
+    assert script.calls == Counter({"RegisterProgram": 2 + 1 + 2 + 3, "Solve": 4 + 4})
+    # ... and it is not retried for ever
+    script.fail("Solve", *[grpc.StatusCode.NOT_FOUND] * (NOT_FOUND_RETRIES + 1), message="program_id: unknown")
+    with pytest.raises(fpgacsp.NotFoundError, match="program_id: unknown"):
         client.solve(PROGRAM, FULL)
-    assert script.calls == Counter({"RegisterProgram": 3, "Solve": 6})
+    registrations = sum(range(1, NOT_FOUND_RETRIES + 1))
+    assert script.calls == Counter({"RegisterProgram": 8 + registrations, "Solve": 8 + NOT_FOUND_RETRIES + 1})
 
 
 def test_every_call_carries_a_deadline(client: fpgacsp.Client, script: Script) -> None:

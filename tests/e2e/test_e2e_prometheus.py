@@ -234,7 +234,8 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(
 
             def has_data(q: str = expanded(query)) -> bool:
                 result = prometheus.api("query", query=q)["result"]
-                return bool(result) and all(math.isfinite(float(r["value"][1])) for r in result)
+                # a method not called within the window has no rate: its quantile is NaN, which Grafana leaves out
+                return any(math.isfinite(float(r["value"][1])) for r in result)
 
             prometheus.wait(f"data for {panel.title!r}: {query}", has_data)
     import runpy
