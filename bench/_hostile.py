@@ -16,7 +16,8 @@ import numpy as np
 from fpgacsp_proto.v1 import admin_pb2, isa_pb2, solver_pb2
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """A protobuf base-128 varint."""
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
@@ -33,11 +34,11 @@ def neq_register_request_bytes(num_vars: int, count: int, domain_size: int = 8) 
         x, y = i % num_vars, (i + 1 + i // num_vars) % num_vars
         if x == y:
             y = (y + 1) % num_vars
-        neq = b"\x08" + _varint(x) + b"\x10" + _varint(y)
-        constraint = b"\x12" + _varint(len(neq)) + neq
-        pieces.append(b"\x1a" + _varint(len(constraint)) + constraint)
-    program = b"\x08" + _varint(num_vars) + b"\x10" + _varint(domain_size) + b"".join(pieces)
-    return b"\x0a" + _varint(len(program)) + program
+        neq = b"\x08" + varint(x) + b"\x10" + varint(y)
+        constraint = b"\x12" + varint(len(neq)) + neq
+        pieces.append(b"\x1a" + varint(len(constraint)) + constraint)
+    program = b"\x08" + varint(num_vars) + b"\x10" + varint(domain_size) + b"".join(pieces)
+    return b"\x0a" + varint(len(program)) + program
 
 
 # Every unary method of the two services, with its request type: the fuzz's targets.

@@ -19,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import programs
 
+from bench._hostile import varint
+
 
 def decoded(body: bytes) -> tuple[Program, bool]:
     parts = parse_register_body(body)
@@ -98,18 +100,9 @@ def _three_constraints() -> list[Program]:
     return [make_program(3, 4, [c]) for c in (Neq(0, 1, 1), AllDiff((0, 1, 2)), Neq(1, 2))]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _varint_field(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
+    return varint(number << 3) + varint(value)
 
 
 def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return varint(number << 3 | 2) + varint(len(payload)) + payload

@@ -100,8 +100,7 @@ class DeviceWorker:
 
         A batch queued behind the one that failed the device is not run on a FAILED device: it is answered
         UNAVAILABLE (retry elsewhere, or once the recovery brought the device back)."""
-        if self.state == DeviceState.FAILED:
-            raise Unavailable("device: failed; the daemon is trying to recover it (see fpgacsp status); retry")
+        self._refuse_if_failed()
         try:
             return await self.call(self._run_batch, program_id, program, domains, priorities, options, deadline)
         except DeviceFailure as e:
@@ -119,8 +118,7 @@ class DeviceWorker:
         options: SolveOptions,
         deadline: float | None,
     ) -> BatchResult:
-        if self._lost.is_set() or self.state == DeviceState.FAILED:  # it failed while this batch waited
-            raise Unavailable("device: failed; the daemon is trying to recover it (see fpgacsp status); retry")
+        self._refuse_if_failed()  # again on the device thread: it may have failed while this batch waited
         if callable(program):
             program = program()
         try:
@@ -128,6 +126,10 @@ class DeviceWorker:
         except DeviceLost:
             self._lost.set()
             raise
+
+    def _refuse_if_failed(self) -> None:
+        if self._lost.is_set() or self.state == DeviceState.FAILED:
+            raise Unavailable("device: failed; the daemon is trying to recover it (see fpgacsp status); retry")
 
     def _self_test(self) -> SelfTestReport:
         report = self.device.self_test()
