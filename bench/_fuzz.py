@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
-from fpgacsp_proto.bitset import pack_domains, unpack_domains
-from fpgacsp_proto.convert import program_to_proto, unpack_status, unpack_u64
+from fpgacsp._codec import solve_result  # the client's own decoding of a SolveResponse
+from fpgacsp_proto.bitset import pack_domains
+from fpgacsp_proto.convert import program_to_proto
 from fpgacsp_proto.isa import Program
 from fpgacsp_proto.v1 import isa_pb2, solver_pb2
 from fpgacspd.engine import BatchResult
@@ -145,11 +146,9 @@ def run_fuzz(
                         out.wrong += 1
                         return
                     register()
-            resp = solver_pb2.SolveResponse.FromString(answer)
-            got = (unpack_domains(resp.domains, 4, program.num_vars, 9, "domains"), unpack_status(resp.status, 4),
-                   unpack_u64(resp.nodes, 4, "nodes"))  # fmt: skip
-            expected = (want.domains[rows], want.status[rows], want.nodes[rows])
-            out.wrong += not all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+            got = solve_result(solver_pb2.SolveResponse.FromString(answer), program, 4)
+            fields = ("domains", "status", "nodes", "solutions", "sweeps")
+            out.wrong += not all(np.array_equal(getattr(got, f), getattr(want, f)[rows]) for f in fields)
 
         @settings(max_examples=count, database=None, deadline=None, derandomize=True,
                   suppress_health_check=list(HealthCheck), phases=[Phase.generate])  # fmt: skip

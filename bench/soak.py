@@ -53,11 +53,12 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable for `bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fpgacsp import SolveResult
+from fpgacsp._codec import solve_result  # the client's own decoding of a SolveResponse
 from fpgacsp.problems import load_puzzle_file, parse_sudoku, sudoku_domains, sudoku_program
 from fpgacsp.problems.coloring import coloring_program, load_dimacs
-from fpgacsp_proto.bitset import pack_domains, unpack_domains
-from fpgacsp_proto.convert import program_to_proto, unpack_status, unpack_u64
-from fpgacsp_proto.isa import Program
+from fpgacsp_proto.bitset import pack_domains
+from fpgacsp_proto.convert import program_to_proto
 from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
 from fpgacspd.engine import BatchResult, FastEngine
 
@@ -128,17 +129,7 @@ class Result:
     crashes: list[str] = field(default_factory=list)
 
 
-def decode(resp: solver_pb2.SolveResponse, program: Program, batch: int) -> BatchResult:
-    return BatchResult(
-        domains=unpack_domains(resp.domains, batch, program.num_vars, program.domain_size, "response.domains"),
-        status=unpack_status(resp.status, batch),
-        nodes=unpack_u64(resp.nodes, batch, "response.nodes"),
-        solutions=unpack_u64(resp.solutions, batch, "response.solutions"),
-        sweeps=unpack_u64(resp.sweeps, batch, "response.sweeps"),
-    )
-
-
-def same(got: BatchResult, want: BatchResult, rows: slice) -> bool:
+def same(got: BatchResult | SolveResult, want: BatchResult, rows: slice) -> bool:
     return all(
         np.array_equal(getattr(got, f), getattr(want, f)[rows])
         for f in ("domains", "status", "nodes", "solutions", "sweeps")
@@ -226,7 +217,7 @@ class Soak:
                         "OK",
                         time.monotonic() - start,
                         LOAD_DEADLINE_S,
-                        not same(decode(resp, SUDOKU, size), self.want, rows),
+                        not same(solve_result(resp, SUDOKU, size), self.want, rows),
                     )
                 except grpc.RpcError as e:
                     self.load.add(e.code().name, time.monotonic() - start, LOAD_DEADLINE_S, details=str(e.details()))
