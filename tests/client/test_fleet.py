@@ -45,13 +45,13 @@ def test_a_training_loop_over_three_daemons_survives_a_drain_and_a_kill() -> Non
                 )
             daemons[1].kill()
 
-        def served(port: int) -> int:
+        def solves_served(port: int) -> int:
             with connect(f"127.0.0.1:{port}") as client:
                 return {(m.method, m.code): m.count for m in client.stats().requests}.get(("Solve", "OK"), 0)
 
         def drain_the_first() -> None:
             # a fresh channel may take a few steps to see every daemon healthy: drain it once it has served
-            while served(ports[0]) == 0:
+            while solves_served(ports[0]) == 0:
                 layer(model(x))
             threading.Thread(target=daemons[0].terminate).start()
 
