@@ -13,7 +13,9 @@ import contextlib
 import json
 import os
 import queue
+import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,27 @@ from typing import Any
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now, chosen below the kernel's ephemeral port range.
+
+    For a port that must stay free after we look (a daemon restarted on the address its clients already use, a
+    Prometheus told where to listen). Port 0 would give one from the ephemeral range, and that range is where Linux
+    picks the source port of every outgoing connection: while a daemon is down, its clients' reconnects sweep the
+    source ports towards the daemon's, and a connect to 127.0.0.1:P from source port P connects to itself (TCP
+    simultaneous open) and holds P, so the restarted daemon cannot bind (seen in CI: "cannot bind 127.0.0.1:42083").
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(1000):
+        port = random.randrange(low // 2, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in [{low // 2}, {low})")
 
 
 class DaemonError(RuntimeError):

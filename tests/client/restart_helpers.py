@@ -6,7 +6,6 @@ the clients already use, so these tests pick a free port (or a socket path) once
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import threading
 import time
@@ -21,12 +20,6 @@ from fpgacsp import FpgacspError
 
 OUTAGE_S = 2.0  # between the old daemon's exit and the new one's start
 PROMPT_S = 1.5  # new daemon ready -> first successful call: gRPC's reconnect backoff is at most 1 s +- 20 %
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

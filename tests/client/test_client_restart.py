@@ -15,8 +15,9 @@ import time
 
 import numpy as np
 import pytest
+from daemon_process import free_port
 from fpgacsp import DeadlineExceededError, UnavailableError, connect, connect_async, sudoku_program
-from restart_helpers import OUTAGE_S, PROMPT_S, CallLoop, daemon_on, free_port, ready_at
+from restart_helpers import OUTAGE_S, PROMPT_S, CallLoop, daemon_on, ready_at
 
 PROGRAM = sudoku_program(2)
 FULL = np.full((4, 16), 0b1111, dtype=np.uint64)

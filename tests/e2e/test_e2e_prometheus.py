@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_process import DaemonProcess
+from daemon_process import DaemonProcess, free_port
 from fpgacsp.problems import sudoku_program
 
 from .wire import REPO_ROOT, RPC_TIMEOUT_S, SUDOKU_DIR, Stubs, register, solve_request, sudoku_batch
@@ -36,12 +35,6 @@ EXPECTED_ALERTS = {
     "FpgacspHighErrorRate",
     "FpgacspDeviceFaulting",
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:
