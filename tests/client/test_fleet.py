@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 
 import torch
-from daemon_process import DaemonProcess
+from daemon_process import DaemonProcess, free_port
 from fpgacsp import connect, sudoku_program
-from fpgacsp._channel import is_fleet
+from fpgacsp._channel import fleet_size, is_fleet
+from fpgacsp._retry import registrations
 from fpgacsp.torch_layer import ConstraintLayer
-from restart_helpers import free_port
 
 PROGRAM = sudoku_program(2)
 STEPS = 60
@@ -22,6 +22,19 @@ STEPS = 60
 
 def solves_answered(daemon: DaemonProcess) -> int:
     return sum(int(e.get("answered", 0)) for e in daemon.events_named("stopped"))
+
+
+def test_a_fleet_is_counted_by_its_addresses_or_its_dns_records() -> None:
+    assert fleet_size("ipv4:127.0.0.1:1,127.0.0.1:2,127.0.0.1:3") == 3
+    assert fleet_size("ipv6:[::1]:1,[::1]:2") == 2
+    assert fleet_size("dns:///127.0.0.1:50051") == 1  # a literal address resolves to itself
+    assert fleet_size("dns:///no-such-host.invalid:50051") == 1  # not resolvable (yet): at least the one
+    assert fleet_size("localhost:50051") == fleet_size("unix:///tmp/d.sock") == 1
+
+
+def test_a_registration_goes_to_every_daemon_once_per_round() -> None:
+    assert [registrations(3, r) for r in (1, 2, 3)] == [3, 6, 9]
+    assert registrations(1) == 1 and registrations(0) == 1
 
 
 def test_a_training_loop_over_three_daemons_survives_a_drain_and_a_kill() -> None:
@@ -50,9 +63,11 @@ def test_a_training_loop_over_three_daemons_survives_a_drain_and_a_kill() -> Non
                 return {(m.method, m.code): m.count for m in client.stats().requests}.get(("Solve", "OK"), 0)
 
         def drain_the_first() -> None:
-            # a fresh channel may take a few steps to see every daemon healthy: drain it once it has served
-            while solves_served(ports[0]) == 0:
-                layer(model(x))
+            # round robin spread the first ten steps over all three: a program registered once per Solve that missed
+            # used to phase-lock, every Solve missing on one daemon and succeeding on the next, so one never served
+            before = [solves_served(p) for p in ports]
+            assert min(before) >= 2, f"Solves answered by each daemon in the first 10 steps: {before}"
+            spread["drained"] = before[0]
             threading.Thread(target=daemons[0].terminate).start()
 
         events = {10: drain_the_first, 25: kill_the_second}

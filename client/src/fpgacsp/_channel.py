@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -82,6 +83,29 @@ def is_fleet(target: str) -> bool:
     if target.startswith("dns:"):
         return True
     return target.startswith(("ipv4:", "ipv6:")) and "," in target
+
+
+def fleet_size(target: str) -> int:
+    """How many daemons ``target`` names now: the addresses of an ``ipv4:``/``ipv6:`` list, the distinct addresses
+    a ``dns:`` name resolves to (1 if it does not resolve yet), 1 for any other target.
+
+    Only a count, for sending a registration to every daemon of a fleet (``_retry.registrations``); gRPC's own
+    resolver still decides where calls go.
+    """
+    if target.startswith(("ipv4:", "ipv6:")):
+        return max(1, len([a for a in target.split(":", 1)[1].split(",") if a]))
+    if not target.startswith("dns:"):
+        return 1
+    name = target[len("dns:") :]
+    if name.startswith("//"):
+        name = name[2:].split("/", 1)[-1]  # dns://authority/host:port: the authority is the DNS server
+    host, _, port = name.rpartition(":") if not name.endswith("]") else (name, "", "")
+    host = host.strip("[]") or name
+    try:
+        infos = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return 1
+    return max(1, len({info[4][:2] for info in infos}))
 
 
 def channel_options(

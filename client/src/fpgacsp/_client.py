@@ -174,6 +174,7 @@ class GrpcClient(Client):
         self._solver = solver_pb2_grpc.SolverStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
         self._ids = _codec.ProgramIds()
+        self._daemons: int | None = None  # how many the target names (_channel.fleet_size), at the first registration
         self._pid = os.getpid()
         self._closed = False
 
@@ -219,9 +220,7 @@ class GrpcClient(Client):
 
     def _solve_once(self, program: Program, pid: str, request: Any, deadline: float) -> Any:
         # The daemon forgot the program (released, evicted, restarted), or, in a fleet, the daemon this Solve went to
-        # never saw it: register again (idempotent) and retry. Retry k registers k times in a row: round robin sends
-        # consecutive calls to consecutive daemons, so with n daemons the n-th retry has reached them all (one
-        # registration per retry can keep landing on the same daemon while the Solve goes to another).
+        # never saw it: register again (idempotent; on every daemon of a fleet, see _retry.registrations) and retry.
         for attempt in range(NOT_FOUND_RETRIES + 1):
             try:
                 return self._invoke("Solve", request, deadline)
@@ -229,8 +228,7 @@ class GrpcClient(Client):
                 if attempt == NOT_FOUND_RETRIES:
                     raise
                 self._ids.registered.discard(pid)
-                for _ in range(attempt + 1):
-                    self._register(program, pid, pid in self._ids.pinned, deadline)
+                self._register(program, pid, pid in self._ids.pinned, deadline, rounds=attempt + 1)
         raise AssertionError("unreachable")
 
     def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
@@ -276,10 +274,13 @@ class GrpcClient(Client):
 
     # --- internals -------------------------------------------------------------------------------------
 
-    def _register(self, program: Program, pid: str, pin: bool, deadline: float) -> str:
+    def _register(self, program: Program, pid: str, pin: bool, deadline: float, rounds: int = 1) -> str:
         request = _codec.register_request(program, pin)
-        response = self._invoke("RegisterProgram", request, deadline)
-        self._ids.mark_registered(_codec.check_registered_id(response, pid), pin)
+        if self._daemons is None:
+            self._daemons = _channel.fleet_size(self.target)
+        for _ in range(_retry.registrations(self._daemons, rounds)):  # one per daemon of a fleet
+            response = self._invoke("RegisterProgram", request, deadline)
+            self._ids.mark_registered(_codec.check_registered_id(response, pid), pin)
         return pid
 
     def _id_of(self, program: Program | str) -> str:

@@ -51,6 +51,20 @@ HANDLED: tuple[type[FpgacspError], ...] = (*RETRYABLE, DeadlineExceededError)  #
 SOLVE_RETRIES_ON_INTERNAL = 2
 
 
+def registrations(daemons: int, rounds: int = 1) -> int:
+    """How many RegisterPrograms to send in a row so that every daemon of a fleet of ``daemons`` gets one.
+
+    Round robin sends consecutive calls to consecutive daemons, so ``daemons`` in a row reach each daemon once
+    while the picker stays the same; a Solve that still finds a daemon without the program registers ``rounds``
+    (its retry number) times that many, for another thread's calls interleaved with ours and for a picker rebuilt
+    meanwhile (a daemon leaving or joining restarts it at a random daemon). Fewer is not enough: registering once
+    per miss, with three daemons, a Solve could start on daemon C (miss), register on A and succeed on B, every
+    time, and C never got the program (seen in the fleet test: half the fresh fleets of three served every Solve
+    from one daemon). Registering is idempotent and cheap on a daemon that has the program.
+    """
+    return max(1, daemons) * max(1, rounds)
+
+
 def solve_failed_on_the_device(err: FpgacspError) -> bool:
     """The Solve failure worth another try: ``INTERNAL`` from the daemon (its device gave up on the batch)."""
     return err.code == grpc.StatusCode.INTERNAL
