@@ -1,0 +1,83 @@
+"""The RTL engine's elaboration parameters, in one place.
+
+The Verilog top ``fcsp_engine`` takes exactly these as parameters (``verilog_parameters``); the cocotb testbenches,
+the synthesis scripts and ``fpgacsp-rtl-solve`` build it from an ``EngineParams``, and the capabilities a card built
+from it reports (``CAP_VARS.MAX_VARS``, ``CAP_ENGINE.MAX_DOMAIN``/``KINDS``/``LANES``) are read off the same object.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from fpgacsp_proto.isa import Kind
+
+ALL_KINDS = sum(1 << (k - 1) for k in Kind)  # CAP_ENGINE.KINDS: bit 0 ALLDIFF, 1 NEQ, 2 TABLE2, 3 LINEAR
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """One engine configuration. ``stack_depth`` defaults to ``num_vars``: the search stack holds the right
+    siblings of the left branches on the current path, and each of those fixed a different variable."""
+
+    num_vars: int  # NV: variables of the largest program
+    domain_width: int  # DW: bits per domain, the largest D
+    constraints: int  # NC: constraints of the largest program
+    lanes: int  # LANES: propagators evaluated per cycle
+    max_scope: int  # MS: variables in the largest scope (ALLDIFF, LINEAR)
+    kinds: int = ALL_KINDS  # which propagator units are built
+    stack_depth: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "num_vars": (self.num_vars, 1, 1 << 20),
+            "domain_width": (self.domain_width, 2, 64),
+            "constraints": (self.constraints, 1, 1 << 16),
+            "lanes": (self.lanes, 1, 255),
+            "max_scope": (self.max_scope, 2, 64),
+            "kinds": (self.kinds, 1, ALL_KINDS),
+        }
+        for name, (value, low, high) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"EngineParams.{name}: expected an integer in [{low}, {high}], got {value!r}")
+        if self.stack_depth == 0:
+            object.__setattr__(self, "stack_depth", self.num_vars)
+        if self.stack_depth < self.num_vars:
+            raise ValueError(f"EngineParams.stack_depth: {self.stack_depth} < num_vars {self.num_vars} can overflow")
+
+    def supports(self, kind: Kind) -> bool:
+        return bool(self.kinds >> (int(kind) - 1) & 1)
+
+    @property
+    def record_words(self) -> int:
+        """32-bit words per constraint record in the program image (docs/rtl.md)."""
+        return 4 + 2 * self.max_scope + 2 * self.domain_width
+
+    @property
+    def record_stride(self) -> int:
+        """Words between two records: ``record_words`` rounded up to a power of two, so the engine splits a word
+        address into (record, field) with a shift instead of a divider."""
+        return 1 << (self.record_words - 1).bit_length()
+
+    @property
+    def eval_cycles_max(self) -> int:
+        return math.ceil(self.constraints / self.lanes)
+
+    def verilog_parameters(self) -> dict[str, int]:
+        return {
+            "NV": self.num_vars,
+            "DW": self.domain_width,
+            "NC": self.constraints,
+            "LANES": self.lanes,
+            "MS": self.max_scope,
+            "KINDS": self.kinds,
+            "SD": self.stack_depth,
+        }
+
+
+# The configurations the repository builds: a small one with every kind for the random cosimulation, and the
+# 9x9-Sudoku engine the synthesis reports are for (27 ALLDIFF units, all evaluated in one cycle).
+TEST_SMALL = EngineParams(num_vars=10, domain_width=8, constraints=8, lanes=3, max_scope=5)
+SUDOKU9 = EngineParams(num_vars=81, domain_width=9, constraints=27, lanes=27, max_scope=9, kinds=1)
+# 64-bit domains (TABLE2 rows over two words, LINEAR's widest products) on a narrow engine, one lane.
+TEST_WIDE = EngineParams(num_vars=4, domain_width=64, constraints=4, lanes=1, max_scope=3)

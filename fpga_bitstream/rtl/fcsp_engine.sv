@@ -1,0 +1,362 @@
+// The propagation and search engine of ISA v1 (docs/isa.md, docs/rtl.md): one instance at a time, bit-identical to
+// the reference model (engine/reference.py) in domains, status, node, solution and sweep counts, and in cycles equal
+// to the cycle model of docs/device.md: sweeps * (ceil(max(C, 1) / LANES) + 1) + 2 * nodes.
+//
+// Schedule. A sweep is ceil(max(C,1)/LANES) EVAL cycles, in which lane l evaluates constraint e*LANES + l on the
+// domains of the previous sweep (`cur`) and the outputs are ANDed into `nxt`, then one COMMIT cycle that checks
+// for a conflict (a propagator's flag or an empty domain) or a fixpoint (nothing changed) and copies `nxt` to `cur`.
+// Every node costs two more cycles before its first sweep: NODE_A and NODE_B. For a branch they choose the
+// variable (NODE_A: fewest values, lowest index; its priority row is read from block RAM) and the value (NODE_B:
+// highest priority, lowest value), push the right child (the value removed) on the stack and fix the value in
+// `cur` (the left child, explored first). For the next node after a conflict or a solution they pop the stack
+// (NODE_A: read address, NODE_B: the frame). For the root they are the same two cycles with nothing to do. The
+// decisions (stop at max_solutions, tree exhausted, node limit, abort) are taken in the COMMIT cycle that ends a
+// node, so they cost no cycle of their own.
+//
+// Storage: `cur`, `nxt` and `res` (the first solution, or the root's fixpoint) in registers; the search stack
+// (SD frames of NV*DW bits) and the priorities (NV rows of DW bytes) in block RAM with a registered read; the
+// program's records in registers, written through a 32-bit port from the host-side compiler's image
+// (fpgacspd.rtl.image; record c at word (c + 1) * STRIDE).
+module fcsp_engine #(
+    parameter int NV    = 10,  // variables
+    parameter int DW    = 8,   // bits per domain (largest D)
+    parameter int NC    = 8,   // constraints
+    parameter int LANES = 3,   // constraints evaluated per cycle
+    parameter int MS    = 5,   // scope positions per constraint
+    parameter int KINDS = 15,  // units built: bit 0 ALLDIFF, 1 NEQ, 2 TABLE2, 3 LINEAR
+    parameter int SD    = NV,  // stack frames (NV always suffices)
+    localparam int VW = NV > 1 ? $clog2(NV) : 1,
+    localparam int RWORDS = 4 + 2 * MS + 2 * DW,  // words of a record
+    localparam int RLOG = $clog2(RWORDS),  // record stride 2^RLOG words
+    localparam int AW = $clog2((NC + 1) << RLOG)
+) (
+    input  logic          clk,
+    input  logic          rst,            // synchronous, active high
+    // program memory, written while not busy
+    input  logic          prog_we,
+    input  logic [AW-1:0] prog_addr,
+    input  logic [  31:0] prog_wdata,
+    // the instance: initial domains and priority rows, written while not busy
+    input  logic          dom_we,
+    input  logic [VW-1:0] dom_addr,
+    input  logic [DW-1:0] dom_wdata,
+    input  logic          prio_we,
+    input  logic [VW-1:0] prio_addr,
+    input  logic [DW*8-1:0] prio_wdata,  // byte v: the priority of value v
+    // one run
+    input  logic          start,
+    input  logic          mode_solve,     // 0: PROPAGATE, 1: SOLVE
+    input  logic          use_prio,
+    input  logic [  63:0] node_limit,     // >= 1
+    input  logic [  63:0] max_solutions,  // >= 1
+    input  logic          abort_req,      // stop at the next node (docs/device.md, CTRL.ABORT)
+    output logic          busy,
+    output logic          done,           // the outcome below is valid (until the next start)
+    output logic [   2:0] status,         // SOLVED 1, FIXPOINT 2, CONFLICT 3, UNSAT 4, LIMIT 5
+    output logic          aborted,
+    output logic [  63:0] nodes,
+    output logic [  63:0] solutions,
+    output logic [  63:0] sweeps,
+    output logic [  63:0] cycles,
+    // the result domains: all zero for CONFLICT and UNSAT
+    input  logic [VW-1:0] res_addr,
+    output logic [DW-1:0] res_data
+);
+  localparam logic [2:0] SOLVED = 3'd1, FIXPOINT = 3'd2, CONFLICT = 3'd3, UNSAT = 3'd4, LIMIT = 3'd5;
+  localparam int EW = $clog2(NC / LANES + 2);  // eval-cycle counter
+  localparam int SW = $clog2(SD + 1);  // stack pointer, 0..SD
+  localparam int SAW = SD > 1 ? $clog2(SD) : 1;  // a frame's address
+  localparam int CIW = NC > 1 ? $clog2(NC) : 1;  // a constraint's index
+
+  typedef enum logic [2:0] {
+    S_IDLE,
+    S_NODE_A,
+    S_NODE_B,
+    S_EVAL,
+    S_COMMIT,
+    S_DONE
+  } state_t;
+  typedef enum logic [1:0] {
+    N_ROOT,
+    N_BRANCH,
+    N_POP
+  } next_t;
+
+  // --- program memory ---------------------------------------------------------------------------------------
+  logic [VW:0] num_vars;
+  logic [6:0] dsize;
+  logic [$clog2(NC+1)-1:0] num_cons;
+  // one flat vector per field, constraint c at [c*width +: width] (Verilator cannot loop over unpacked arrays
+  // with nonblocking writes)
+  logic [NC*3-1:0] c_kind;
+  logic [NC-1:0] c_flag;
+  logic [NC*MS-1:0] c_used;
+  logic [NC*32-1:0] c_k;
+  logic [NC*64-1:0] c_rhs;
+  logic [NC*MS*VW-1:0] c_vars;
+  logic [NC*MS*32-1:0] c_coeffs;
+  logic [NC*DW*DW-1:0] c_rows;
+
+  wire [AW-RLOG-1:0] w_rec = prog_addr[AW-1:RLOG];  // 0: the header, c + 1: constraint c
+  wire [RLOG-1:0] w_field = prog_addr[RLOG-1:0];
+  wire [AW-RLOG-1:0] w_con_wide = w_rec - 1'b1;
+  wire [CIW-1:0] w_con = CIW'(w_con_wide);
+
+  always_ff @(posedge clk) begin
+    if (prog_we && !busy) begin
+      if (w_rec == '0) begin
+        case (w_field)
+          0: num_vars <= prog_wdata[VW:0];
+          1: dsize <= prog_wdata[6:0];
+          2: num_cons <= prog_wdata[$clog2(NC+1)-1:0];
+          default: ;
+        endcase
+      end else if (int'(w_con_wide) < NC) begin
+        if (w_field == 0) begin
+          c_kind[int'(w_con)*3+:3] <= prog_wdata[2:0];
+          c_flag[w_con] <= prog_wdata[8];
+          for (int p = 0; p < MS; p++) c_used[int'(w_con)*MS+p] <= 32'(p) < 32'(prog_wdata[23:16]);
+        end
+        if (w_field == 1) c_k[int'(w_con)*32+:32] <= prog_wdata;
+        if (w_field == 2) c_rhs[int'(w_con)*64+:32] <= prog_wdata;
+        if (w_field == 3) c_rhs[int'(w_con)*64+32+:32] <= prog_wdata;
+        for (int p = 0; p < MS; p++) begin
+          if (int'(w_field) == 4 + p) c_vars[(int'(w_con)*MS+p)*VW+:VW] <= prog_wdata[VW-1:0];
+          if (int'(w_field) == 4 + MS + p) c_coeffs[(int'(w_con)*MS+p)*32+:32] <= prog_wdata;
+        end
+        for (int a = 0; a < DW; a++) begin
+          if (int'(w_field) == 4 + 2 * MS + 2 * a) begin
+            for (int b = 0; b < (DW < 32 ? DW : 32); b++) c_rows[(int'(w_con)*DW+a)*DW+b] <= prog_wdata[b];
+          end
+          if (int'(w_field) == 5 + 2 * MS + 2 * a) begin
+            for (int b = 32; b < DW; b++) c_rows[(int'(w_con)*DW+a)*DW+b] <= prog_wdata[b-32];
+          end
+        end
+      end
+    end
+  end
+
+  // --- state ---------------------------------------------------------------------------------------------
+  state_t state;
+  next_t next_kind;
+  logic [NV*DW-1:0] cur, nxt, res;  // variable v at [v*DW +: DW]
+  logic [EW-1:0] ecyc;
+  logic [SW-1:0] sp;
+  logic conf_acc, is_root, mode_q, use_prio_q;
+  logic [63:0] limit_q, max_sol_q;
+  logic [VW-1:0] bvar;
+
+  logic [NV-1:0] active;
+  always_comb for (int v = 0; v < NV; v++) active[v] = 32'(v) < 32'(num_vars);
+  wire [DW-1:0] full = DW'((65'd1 << dsize) - 65'd1);
+
+  // --- lanes: constraint e*LANES + l in eval cycle e ------------------------------------------------------
+  logic [MS*DW-1:0] lane_doms[LANES], lane_outs[LANES];
+  logic [LANES-1:0] lane_conflict, lane_valid;
+  logic [$clog2(NC+LANES)-1:0] lane_con_wide[LANES];
+  logic [CIW-1:0] lane_con[LANES];
+  logic [2:0] lane_kind[LANES];
+  logic [MS-1:0] lane_used[LANES];
+  logic [MS*VW-1:0] lane_vars[LANES];
+
+  for (genvar l = 0; l < LANES; l++) begin : g_lane
+    always_comb begin
+      lane_con_wide[l] = $clog2(NC + LANES)'(int'(ecyc) * LANES + l);
+      lane_valid[l] = int'(lane_con_wide[l]) < int'(num_cons) && int'(lane_con_wide[l]) < NC;
+      lane_con[l] = lane_valid[l] ? CIW'(lane_con_wide[l]) : '0;
+      lane_kind[l] = lane_valid[l] ? c_kind[int'(lane_con[l])*3+:3] : 3'd0;
+      lane_used[l] = c_used[int'(lane_con[l])*MS+:MS];
+      lane_vars[l] = c_vars[int'(lane_con[l])*MS*VW+:MS*VW];
+      for (int p = 0; p < MS; p++) lane_doms[l][p*DW+:DW] = cur[int'(lane_vars[l][p*VW+:VW])*DW+:DW];
+    end
+    fcsp_lane #(.MS(MS), .DW(DW), .KINDS(KINDS)) u_lane (
+        .kind(lane_kind[l]),
+        .flag(c_flag[lane_con[l]]),
+        .used(lane_used[l]),
+        .full(full),
+        .doms(lane_doms[l]),
+        .k(c_k[int'(lane_con[l])*32+:32]),
+        .rhs(c_rhs[int'(lane_con[l])*64+:64]),
+        .coeffs(c_coeffs[int'(lane_con[l])*MS*32+:MS*32]),
+        .rows(c_rows[int'(lane_con[l])*DW*DW+:DW*DW]),
+        .outs(lane_outs[l]),
+        .conflict(lane_conflict[l])
+    );
+  end
+
+  // the AND of every lane output into its variable (a variable no lane touches stays all ones)
+  logic [NV*DW-1:0] upd;
+  always_comb begin
+    upd = '1;
+    for (int l = 0; l < LANES; l++)
+      for (int p = 0; p < MS; p++)
+        if (lane_valid[l] && lane_used[l][p])
+          upd[int'(lane_vars[l][p*VW+:VW])*DW+:DW] = upd[int'(lane_vars[l][p*VW+:VW])*DW+:DW] & lane_outs[l][p*DW+:DW];
+  end
+  wire eval_last = (int'(ecyc) + 1) * LANES >= int'(num_cons);
+
+  // --- the end of a sweep ----------------------------------------------------------------------------------
+  logic any_empty, changed, all_fixed;
+  always_comb begin
+    any_empty = 1'b0;
+    changed = 1'b0;
+    all_fixed = 1'b1;
+    for (int v = 0; v < NV; v++)
+      if (active[v]) begin
+        any_empty = any_empty | nxt[v*DW+:DW] == '0;
+        changed = changed | nxt[v*DW+:DW] != cur[v*DW+:DW];
+        all_fixed = all_fixed & (cur[v*DW+:DW] & (cur[v*DW+:DW] - 1'b1)) == '0;
+      end
+  end
+  wire node_conflict = conf_acc | any_empty;
+  wire node_solved = !node_conflict && !changed && all_fixed;  // at the fixpoint (cur == nxt)
+
+  // --- branching ------------------------------------------------------------------------------------------
+  logic [VW-1:0] choose_var;
+  logic choose_found;
+  fcsp_choose #(.NV(NV), .DW(DW)) u_choose (
+      .doms(cur), .active(active), .var_index(choose_var), .found(choose_found)
+  );
+
+  logic [DW*8-1:0] prio_mem[NV];
+  logic [DW*8-1:0] prio_row;
+  always_ff @(posedge clk) begin
+    if (prio_we && !busy) prio_mem[prio_addr] <= prio_wdata;
+    prio_row <= prio_mem[choose_var];
+  end
+
+  logic [$clog2(DW)-1:0] bval;
+  logic [7:0] best;
+  logic bfound;
+  always_comb begin  // highest priority, ties (and no priorities) to the lowest value
+    bval = '0;
+    best = '0;
+    bfound = 1'b0;
+    for (int v = 0; v < DW; v++)
+      if (cur[int'(bvar)*DW+v] && (!bfound || (use_prio_q && prio_row[v*8+:8] > best))) begin
+        bval = $clog2(DW)'(v);
+        best = prio_row[v*8+:8];
+        bfound = 1'b1;
+      end
+  end
+
+  // --- the stack -----------------------------------------------------------------------------------------
+  logic [NV*DW-1:0] stack_mem[SD];
+  logic [NV*DW-1:0] stack_rdata;
+  logic stack_we;
+  logic [NV*DW-1:0] stack_wdata;
+  logic [SAW-1:0] stack_raddr;
+  always_comb begin
+    stack_wdata = cur;
+    stack_wdata[int'(bvar)*DW+int'(bval)] = 1'b0;  // the right child: the value removed
+  end
+  assign stack_we = state == S_NODE_B && next_kind == N_BRANCH;
+  assign stack_raddr = SAW'(sp - 1'b1);
+  always_ff @(posedge clk) begin
+    if (stack_we) stack_mem[SAW'(sp)] <= stack_wdata;  // sp < SD here: see SD
+    stack_rdata <= stack_mem[stack_raddr];
+  end
+
+  // --- control -------------------------------------------------------------------------------------------
+  assign busy = state != S_IDLE && state != S_DONE;
+  assign done = state == S_DONE;
+  assign res_data = (status == CONFLICT || status == UNSAT) ? '0 : res[int'(res_addr)*DW+:DW];
+
+  // after a node: whether and how the search goes on (taken in COMMIT)
+  wire [63:0] solutions_now = solutions + 64'(node_solved);
+  wire stop_solved = node_solved && solutions_now == max_sol_q;
+  wire leaf = node_conflict || node_solved;
+  wire exhausted = leaf && sp == '0;
+
+  always_ff @(posedge clk) begin
+    if (rst) begin
+      state <= S_IDLE;
+      status <= '0;
+      aborted <= 1'b0;
+      nodes <= '0;
+      solutions <= '0;
+      sweeps <= '0;
+      cycles <= '0;
+      sp <= '0;
+    end else begin
+      if (busy) cycles <= cycles + 1'b1;
+      if (dom_we && !busy) cur[int'(dom_addr)*DW+:DW] <= dom_wdata;
+      case (state)
+        S_IDLE, S_DONE:
+        if (start) begin
+          state <= S_NODE_A;
+          next_kind <= N_ROOT;
+          mode_q <= mode_solve;
+          use_prio_q <= use_prio;
+          limit_q <= node_limit;
+          max_sol_q <= max_solutions;
+          status <= '0;
+          aborted <= 1'b0;
+          nodes <= '0;
+          solutions <= '0;
+          sweeps <= '0;
+          cycles <= '0;
+          sp <= '0;
+          is_root <= 1'b1;
+        end
+        S_NODE_A: begin
+          nodes <= nodes + 1'b1;
+          if (next_kind == N_BRANCH) bvar <= choose_var;
+          if (next_kind == N_POP) sp <= sp - 1'b1;
+          state <= S_NODE_B;
+        end
+        S_NODE_B: begin
+          if (next_kind == N_BRANCH) begin
+            sp <= sp + 1'b1;
+            cur[int'(bvar)*DW+:DW] <= DW'(1) << bval;  // the left child
+          end
+          if (next_kind == N_POP) cur <= stack_rdata;
+          ecyc <= '0;
+          state <= S_EVAL;
+        end
+        S_EVAL: begin
+          nxt <= (ecyc == '0 ? cur : nxt) & upd;
+          conf_acc <= (ecyc == '0 ? 1'b0 : conf_acc) | (|lane_conflict);
+          if (eval_last) state <= S_COMMIT;
+          else ecyc <= ecyc + 1'b1;
+        end
+        S_COMMIT: begin
+          sweeps <= sweeps + 1'b1;
+          ecyc <= '0;
+          if (!node_conflict && changed) begin
+            cur <= nxt;
+            state <= S_EVAL;  // the next sweep
+          end else begin
+            is_root <= 1'b0;
+            if (is_root) res <= node_conflict ? '0 : cur;
+            if (node_solved && solutions == '0) res <= cur;
+            solutions <= solutions_now;
+            if (!mode_q) begin
+              status <= node_conflict ? CONFLICT : node_solved ? SOLVED : FIXPOINT;
+              state <= S_DONE;
+            end else if (stop_solved) begin
+              status <= SOLVED;
+              state <= S_DONE;
+            end else if (exhausted) begin
+              status <= solutions_now != '0 ? SOLVED : UNSAT;
+              state <= S_DONE;
+            end else if (nodes == limit_q) begin
+              status <= LIMIT;
+              state <= S_DONE;
+            end else if (abort_req) begin
+              aborted <= 1'b1;
+              status <= LIMIT;
+              state <= S_DONE;
+            end else begin
+              next_kind <= leaf ? N_POP : N_BRANCH;
+              state <= S_NODE_A;
+            end
+          end
+        end
+        default: state <= S_IDLE;
+      endcase
+    end
+  end
+
+  wire unused_ok = &{1'b0, choose_found, AW'(0)};
+endmodule
