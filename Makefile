@@ -14,7 +14,7 @@ SHELL := /bin/bash
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: all venv proto regmap dashboard system-deps run test lint typecheck pytest bench clean
+.PHONY: all venv proto regmap dashboard system-deps run test lint typecheck pytest bench rtl-solve rtl-long synth clean
 
 all: venv
 
@@ -72,6 +72,18 @@ test: lint typecheck pytest
 
 bench: venv
 	$(BIN)/python bench/engine.py
+
+# A puzzle file through the simulated RTL engine, the CSV of `fpgacsp solve`: make rtl-solve FILE=... OUT=... [ARGS=...]
+rtl-solve: venv
+	$(BIN)/python fpga_bitstream/tb/rtl_solve.py $(FILE) --out $(OUT) $(ARGS)
+
+# The long cosimulation: 10,000 random cases per engine configuration and 100 puzzles of every Sudoku file
+rtl-long: venv
+	FCSP_ENGINE_CASES=10000 FCSP_ENGINE_SUDOKU=100 $(BIN)/pytest -p no:cacheprovider fpga_bitstream/tb/fcsp_engine -ra
+
+# Synthesis of the 9x9-Sudoku engine (LUT6 and ECP5 with place and route): fpga_bitstream/reports/
+synth: venv
+	$(BIN)/python fpga_bitstream/synth/synth.py
 
 clean:
 	rm -rf $(VENV) $(PROTO_SRC)/fpgacsp_proto/v1/*_pb2*.py $(PROTO_SRC)/fpgacsp_proto/v1/*_pb2*.pyi $(REGMAP_OUT) \

@@ -93,8 +93,9 @@ def _constraint(rng: random.Random, kind: Kind, n: int, d: int, params: EnginePa
         density = rng.random()
         return Table2(x, y, tuple(sum(1 << b for b in range(d) if rng.random() < density) for _ in range(d)))
     size = rng.randint(1, min(n, params.max_scope))
-    coeffs = tuple(rng.choice([1, -1, 2, -3, rng.randint(-5, 5) or 1, rng.choice([MAX_COEFF, -MAX_COEFF])])
-                   for _ in range(size))
+    coeffs = tuple(
+        rng.choice([1, -1, 2, -3, rng.randint(-5, 5) or 1, rng.choice([MAX_COEFF, -MAX_COEFF])]) for _ in range(size)
+    )
     span = sum(abs(a) for a in coeffs) * (d - 1)
     rhs = rng.choice([rng.randint(-span, span), 0, rng.choice([MAX_RHS, -MAX_RHS])])
     return Linear(coeffs, tuple(rng.sample(range(n), size)), rng.choice([LinearOp.LE, LinearOp.EQ]), rhs)
@@ -102,7 +103,9 @@ def _constraint(rng: random.Random, kind: Kind, n: int, d: int, params: EnginePa
 
 def random_program(rng: random.Random, params: EngineParams) -> Program:
     n = rng.randint(1, params.num_vars)
-    d = rng.choice([rng.randint(1, min(params.domain_width, 6)), params.domain_width, rng.randint(1, params.domain_width)])
+    d = rng.choice(
+        [rng.randint(1, min(params.domain_width, 6)), params.domain_width, rng.randint(1, params.domain_width)]
+    )
     kinds = [k for k in Kind if params.supports(k)]
     constraints: list[Constraint] = []
     for _ in range(rng.randint(0, params.constraints)):
@@ -137,8 +140,10 @@ def random_cases(seed: int, count: int, params: EngineParams) -> list[Case]:
         domains = random_domains(rng, program)
         priorities = None
         if rng.random() < 0.4:
-            priorities = [[rng.randrange(256) if rng.random() < 0.7 else 7 for _ in range(program.domain_size)]
-                          for _ in range(program.num_vars)]
+            priorities = [
+                [rng.randrange(256) if rng.random() < 0.7 else 7 for _ in range(program.domain_size)]
+                for _ in range(program.num_vars)
+            ]
         mode = Mode.PROPAGATE if rng.random() < 0.2 else Mode.SOLVE
         options = SolveOptions(
             mode=mode,
@@ -156,3 +161,30 @@ def write_cases(path: Path, cases: list[Case]) -> Path:
 
 def read_cases(path: Path) -> list[Case]:
     return [Case(**c) for c in json.loads(path.read_text())]
+
+
+def sudoku_cases(path: Path, count: int, seed: int, lanes: int, node_limit: int = 1_000_000) -> list[Case]:
+    """``count`` puzzles drawn (seeded) from a puzzle file of the repository's data, solved with two solutions
+    asked for (the uniqueness check, so the search runs to the end of the tree)."""
+    from fpgacsp.problems.sudoku import box_for_cells, load_puzzle_file, parse_sudoku, sudoku_domains, sudoku_program
+
+    records = load_puzzle_file(str(path))
+    picks = random.Random(seed).sample(range(len(records)), min(count, len(records)))
+    out = []
+    for i in sorted(picks):
+        grid = parse_sudoku(records[i].puzzle)
+        program = sudoku_program(box_for_cells(len(grid)))
+        domains = [int(w) for w in sudoku_domains(grid[None, :])[0]]
+        options = SolveOptions(mode=Mode.SOLVE, node_limit=node_limit, max_solutions=2)
+        out.append(expected(f"{path.name} puzzle {i}", program, domains, None, options, lanes))
+    return out
+
+
+def params_env(params: EngineParams) -> dict[str, str]:
+    return {"FCSP_PARAMS": ",".join(f"{k}={v}" for k, v in vars(params).items())}
+
+
+def params_from_env() -> EngineParams:
+    import os
+
+    return EngineParams(**{k: int(v) for k, v in (kv.split("=") for kv in os.environ["FCSP_PARAMS"].split(","))})
