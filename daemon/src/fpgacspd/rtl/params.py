@@ -63,6 +63,15 @@ class EngineParams:
     def eval_cycles_max(self) -> int:
         return math.ceil(self.constraints / self.lanes)
 
+    def capabilities(self) -> dict[str, int]:
+        """The capability fields (docs/regmap.md) a card built with this engine reports."""
+        return {
+            "CAP_VARS.MAX_VARS": self.num_vars,
+            "CAP_ENGINE.MAX_DOMAIN": self.domain_width,
+            "CAP_ENGINE.KINDS": self.kinds,
+            "CAP_ENGINE.LANES": self.lanes,
+        }
+
     def verilog_parameters(self) -> dict[str, int]:
         return {
             "NV": self.num_vars,
