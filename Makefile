@@ -79,7 +79,7 @@ rtl-solve: venv
 
 # The long cosimulation: 10,000 random cases per engine configuration and 100 puzzles of every Sudoku file
 rtl-long: venv
-	FCSP_ENGINE_CASES=10000 FCSP_ENGINE_SUDOKU=100 $(BIN)/pytest -p no:cacheprovider fpga_bitstream/tb/fcsp_engine -ra
+	FCSP_ENGINE_CASES=10000 FCSP_ENGINE_SUDOKU=100 $(BIN)/pytest -p no:cacheprovider --timeout 7200 -ra fpga_bitstream/tb/fcsp_engine
 
 # Synthesis of the 9x9-Sudoku engine (LUT6 and ECP5 with place and route): fpga_bitstream/reports/
 synth: venv

@@ -8,7 +8,7 @@ import pytest
 from fpgacsp.problems import sudoku_program
 from fpgacsp_proto.encoding import encode_program
 from fpgacsp_proto.isa import MAX_COEFF, MAX_RHS, AllDiff, Linear, LinearOp, Neq, Table2, make_program
-from fpgacspd.rtl import SUDOKU9, TEST_SMALL, EngineParams, ImageError, compile_program, image_words
+from fpgacspd.rtl import SUDOKU9, SUDOKU9_CROSSBAR, TEST_SMALL, EngineParams, ImageError, compile_program, image_words
 from fpgacspd.rtl.image import IMAGE_VERSION
 
 
@@ -81,7 +81,20 @@ def test_the_capabilities_come_from_the_same_parameters_as_the_verilog() -> None
     assert caps["CAP_ENGINE.MAX_DOMAIN"] == verilog["DW"] == 9
     assert caps["CAP_ENGINE.LANES"] == verilog["LANES"] == 27
     assert caps["CAP_ENGINE.KINDS"] == verilog["KINDS"] == 1
+    assert verilog["FIXED"] == 1 and "FIXED" not in SUDOKU9_CROSSBAR.verilog_parameters()
     assert verilog["SD"] == 81  # the stack holds at most one frame per variable
+
+
+def test_the_wired_sudoku_engine_has_the_scopes_of_sudoku_program_and_refuses_others() -> None:
+    assert SUDOKU9.scopes == tuple(c.scope for c in sudoku_program(3).constraints)
+    scopes = SUDOKU9.verilog_parameters()["SCOPES"]
+    assert isinstance(scopes, str) and scopes.startswith(f"{27 * 9 * 7}'h")
+    value = int(scopes.split("'h")[1], 16)
+    assert [value >> ((1 * 9 + p) * 7) & 127 for p in range(9)] == list(SUDOKU9.scopes[1])  # row 1
+    other = make_program(81, 9, [AllDiff(tuple(range(1, 10)), exact=True)])
+    with pytest.raises(ImageError, match=r"scope \(1, 2, .*\) is not the engine's wired scope \(0, 1, "):
+        compile_program(other, SUDOKU9)
+    assert compile_program(other, SUDOKU9_CROSSBAR)  # the crossbar engine runs it
 
 
 def test_engine_params_name_the_bad_field() -> None:

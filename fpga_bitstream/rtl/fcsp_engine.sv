@@ -25,6 +25,11 @@ module fcsp_engine #(
     parameter int MS    = 5,   // scope positions per constraint
     parameter int KINDS = 15,  // units built: bit 0 ALLDIFF, 1 NEQ, 2 TABLE2, 3 LINEAR
     parameter int SD    = NV,  // stack frames (NV always suffices)
+    // FIXED = 1: every constraint's scope is wired at elaboration (SCOPES: constraint c, position p at
+    // [(c*MS + p)*VW +: VW]) instead of read from the program image, for a structure-specialised engine (every
+    // 9x9 Sudoku has the same 27 scopes): the lanes' read muxes and the write-back's decoders become wires.
+    parameter bit   FIXED = 1'b0,
+    parameter logic [NC*MS*(NV > 1 ? $clog2(NV) : 1)-1:0] SCOPES = '0,
     localparam int VW = NV > 1 ? $clog2(NV) : 1,
     localparam int RWORDS = 4 + 2 * MS + 2 * DW,  // words of a record
     localparam int RLOG = $clog2(RWORDS),  // record stride 2^RLOG words
@@ -166,7 +171,7 @@ module fcsp_engine #(
       lane_con[l] = lane_valid[l] ? CIW'(lane_con_wide[l]) : '0;
       lane_kind[l] = lane_valid[l] ? c_kind[int'(lane_con[l])*3+:3] : 3'd0;
       lane_used[l] = c_used[int'(lane_con[l])*MS+:MS];
-      lane_vars[l] = c_vars[int'(lane_con[l])*MS*VW+:MS*VW];
+      lane_vars[l] = FIXED ? SCOPES[int'(lane_con[l])*MS*VW+:MS*VW] : c_vars[int'(lane_con[l])*MS*VW+:MS*VW];
       for (int p = 0; p < MS; p++) lane_doms[l][p*DW+:DW] = cur[int'(lane_vars[l][p*VW+:VW])*DW+:DW];
     end
     fcsp_lane #(.MS(MS), .DW(DW), .KINDS(KINDS)) u_lane (

@@ -181,10 +181,11 @@ def sudoku_cases(path: Path, count: int, seed: int, lanes: int, node_limit: int 
 
 
 def params_env(params: EngineParams) -> dict[str, str]:
-    return {"FCSP_PARAMS": ",".join(f"{k}={v}" for k, v in vars(params).items())}
+    """The configuration for the cocotb side (it runs in the simulator's process)."""
+    return {"FCSP_PARAMS": json.dumps(asdict(params))}
 
 
 def params_from_env() -> EngineParams:
     import os
 
-    return EngineParams(**{k: int(v) for k, v in (kv.split("=") for kv in os.environ["FCSP_PARAMS"].split(","))})
+    return EngineParams(**json.loads(os.environ["FCSP_PARAMS"]))

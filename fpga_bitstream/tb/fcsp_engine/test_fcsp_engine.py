@@ -22,8 +22,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from cases import Case, params_env, params_from_env, random_cases, read_cases, sudoku_cases, write_cases  # noqa: E402
 from engine_tb import TB, check  # noqa: E402
-from fpgacspd.rtl import SUDOKU9, TEST_SMALL, EngineParams, compile_program  # noqa: E402
-from fpgacspd.rtl.params import TEST_WIDE  # noqa: E402
+from fpgacspd.rtl import SUDOKU9, SUDOKU9_CROSSBAR, TEST_SMALL, TEST_WIDE, EngineParams  # noqa: E402
 
 
 @cocotb.test()
@@ -33,7 +32,7 @@ async def engine_equals_reference(dut: Any) -> None:
     await tb.reset()
     cases = read_cases(Path(os.environ["FCSP_CASES_FILE"]))
     for case in cases:
-        got = await tb.run(case, compile_program(bytes.fromhex(case.program), params))
+        got = await tb.run(case)
         check(case, got)
     dut._log.info(f"{len(cases)} cases bit-identical to the reference model, cycles equal to the cycle model")
 
@@ -63,3 +62,9 @@ SUDOKU_FILES = sorted((HERE.parents[2] / "data" / "sudoku").glob("*.csv"))
 def test_engine_is_bit_identical_to_the_reference_on_samples_of_every_sudoku_file(path: Path, tmp_path: Path) -> None:
     count = int(os.environ.get("FCSP_ENGINE_SUDOKU", "4"))
     run_cases(SUDOKU9, sudoku_cases(path, count, seed=1, lanes=SUDOKU9.lanes), tmp_path)
+
+
+def test_the_crossbar_sudoku_engine_is_bit_identical_on_the_hardest_puzzles(tmp_path: Path) -> None:
+    count = int(os.environ.get("FCSP_ENGINE_SUDOKU", "4"))
+    path = HERE.parents[2] / "data" / "sudoku" / "forum_hardest_1106.csv"
+    run_cases(SUDOKU9_CROSSBAR, sudoku_cases(path, count, seed=2, lanes=SUDOKU9_CROSSBAR.lanes), tmp_path)

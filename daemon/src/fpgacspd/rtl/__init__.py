@@ -6,6 +6,15 @@ canonical encoding into the word image the engine's program memory is loaded wit
 """
 
 from .image import ImageError, compile_program, image_words
-from .params import SUDOKU9, TEST_SMALL, EngineParams
+from .params import SUDOKU9, SUDOKU9_CROSSBAR, TEST_SMALL, TEST_WIDE, EngineParams
 
-__all__ = ["SUDOKU9", "TEST_SMALL", "EngineParams", "ImageError", "compile_program", "image_words"]
+__all__ = [
+    "SUDOKU9",
+    "SUDOKU9_CROSSBAR",
+    "TEST_SMALL",
+    "TEST_WIDE",
+    "EngineParams",
+    "ImageError",
+    "compile_program",
+    "image_words",
+]

@@ -81,6 +81,11 @@ def _record(i: int, c: object, params: EngineParams) -> list[int]:
     else:
         raise TypeError(f"constraints[{i}]: unknown constraint {c!r}")
     _check(len(scope), ms, f"constraints[{i}] ({kind.name}): scope length", "MS")
+    if params.scopes and tuple(scope) != params.scopes[i]:
+        raise ImageError(
+            f"constraints[{i}] ({kind.name}): scope {tuple(scope)} is not the engine's wired scope {params.scopes[i]} "
+            "(SCOPES: this engine runs only programs of its structure)"
+        )
     rec[0] = int(kind) | flag << 8 | len(scope) << 16
     rec[4 : 4 + len(scope)] = scope
     assert len(rec) == params.record_words and dw == params.domain_width

@@ -27,6 +27,9 @@ class EngineParams:
     max_scope: int  # MS: variables in the largest scope (ALLDIFF, LINEAR)
     kinds: int = ALL_KINDS  # which propagator units are built
     stack_depth: int = field(default=0)
+    # Scopes wired at elaboration (FIXED = 1): constraint c of every program must have scope scopes[c]. Empty: the
+    # scopes come from the program image through a crossbar (any program that fits).
+    scopes: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         checks = {
@@ -44,6 +47,15 @@ class EngineParams:
             object.__setattr__(self, "stack_depth", self.num_vars)
         if self.stack_depth < self.num_vars:
             raise ValueError(f"EngineParams.stack_depth: {self.stack_depth} < num_vars {self.num_vars} can overflow")
+        object.__setattr__(self, "scopes", tuple(tuple(int(v) for v in sc) for sc in self.scopes))
+        if len(self.scopes) > self.constraints or any(
+            not 1 <= len(sc) <= self.max_scope or not all(0 <= v < self.num_vars for v in sc) for sc in self.scopes
+        ):
+            raise ValueError("EngineParams.scopes: at most `constraints` scopes of 1..max_scope variables in range")
+
+    @property
+    def var_bits(self) -> int:
+        return max(1, (self.num_vars - 1).bit_length())
 
     def supports(self, kind: Kind) -> bool:
         return bool(self.kinds >> (int(kind) - 1) & 1)
@@ -72,8 +84,8 @@ class EngineParams:
             "CAP_ENGINE.LANES": self.lanes,
         }
 
-    def verilog_parameters(self) -> dict[str, int]:
-        return {
+    def verilog_parameters(self) -> dict[str, int | str]:
+        out: dict[str, int | str] = {
             "NV": self.num_vars,
             "DW": self.domain_width,
             "NC": self.constraints,
@@ -82,11 +94,39 @@ class EngineParams:
             "KINDS": self.kinds,
             "SD": self.stack_depth,
         }
+        if self.scopes:
+            vw = self.var_bits
+            value = 0
+            for c, scope in enumerate(self.scopes):
+                for p, v in enumerate(scope):
+                    value |= v << ((c * self.max_scope + p) * vw)
+            out["FIXED"] = 1
+            out["SCOPES"] = f"{self.constraints * self.max_scope * vw}'h{value:x}"
+        return out
+
+
+def _sudoku_scopes(box: int) -> tuple[tuple[int, ...], ...]:
+    """The rows, columns and boxes of a Sudoku, in the order of the client's ``sudoku_program`` (a test keeps
+    them equal: the daemon does not import the client)."""
+    side = box * box
+    rows = [tuple(r * side + c for c in range(side)) for r in range(side)]
+    cols = [tuple(r * side + c for r in range(side)) for c in range(side)]
+    boxes = [
+        tuple((br * box + r) * side + bc * box + c for r in range(box) for c in range(box))
+        for br in range(box)
+        for bc in range(box)
+    ]
+    return tuple(rows + cols + boxes)
 
 
 # The configurations the repository builds: a small one with every kind for the random cosimulation, and the
-# 9x9-Sudoku engine the synthesis reports are for (27 ALLDIFF units, all evaluated in one cycle).
+# 9x9-Sudoku engines the synthesis reports are for (27 ALLDIFF units, all evaluated in one cycle): SUDOKU9 with the
+# 27 scopes wired (every 9x9 Sudoku), SUDOKU9_CROSSBAR reading them from the program image (any program of 81
+# variables, D <= 9, 27 ALLDIFFs of up to 9 variables).
 TEST_SMALL = EngineParams(num_vars=10, domain_width=8, constraints=8, lanes=3, max_scope=5)
-SUDOKU9 = EngineParams(num_vars=81, domain_width=9, constraints=27, lanes=27, max_scope=9, kinds=1)
+SUDOKU9_CROSSBAR = EngineParams(num_vars=81, domain_width=9, constraints=27, lanes=27, max_scope=9, kinds=1)
+SUDOKU9 = EngineParams(
+    num_vars=81, domain_width=9, constraints=27, lanes=27, max_scope=9, kinds=1, scopes=_sudoku_scopes(3)
+)
 # 64-bit domains (TABLE2 rows over two words, LINEAR's widest products) on a narrow engine, one lane.
 TEST_WIDE = EngineParams(num_vars=4, domain_width=64, constraints=4, lanes=1, max_scope=3)
