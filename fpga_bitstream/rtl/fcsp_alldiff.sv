@@ -15,7 +15,7 @@ module fcsp_alldiff #(
     output logic             conflict
 );
   function automatic logic single(input logic [DW-1:0] d);
-    return d != '0 && (d & (d - 1'b1)) == '0;
+    single = d != '0 && (d & (d - 1'b1)) == '0;  // no `return`: Yosys's frontend does not take it
   endfunction
 
   logic [DW-1:0] fixed_once, fixed_twice, once, twice, hidden, d, h, taken, o;

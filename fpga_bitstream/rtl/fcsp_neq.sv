@@ -10,7 +10,7 @@ module fcsp_neq #(
     output logic        [DW-1:0] oy
 );
   function automatic logic single(input logic [DW-1:0] d);
-    return d != '0 && (d & (d - 1'b1)) == '0;
+    single = d != '0 && (d & (d - 1'b1)) == '0;  // no `return`: Yosys's frontend does not take it
   endfunction
   function automatic logic signed [33:0] index(input logic [DW-1:0] d);  // of the highest set bit
     index = '0;
