@@ -4,6 +4,8 @@
 #   systemd-analyze        Debian package `systemd` (test_e2e_deploy.py verifies deploy/fpgacspd.service)
 #   systemd-sysusers       Debian package `systemd` (test_e2e_deploy.py dry-runs deploy/fpgacspd.sysusers)
 #   verilator              Debian package `verilator` (tests/test_regmap.py lints the generated RTL register block)
+#   ccache                 Debian package `ccache` (fpga_bitstream/tb/sim.py: each Verilator build of a testbench
+#                          compiles the same runtime; cached, a build takes seconds instead of ~30 s)
 # Idempotent: a second run installs nothing. Needs root for apt-get; uses sudo when not root.
 # The packaged Prometheus service is NOT started (the tests run their own Prometheus on a free port); set
 # FPGACSP_START_SERVICES=1 to let the package start its service as usual.
@@ -24,6 +26,7 @@ need promtool prometheus
 need systemd-analyze systemd
 need systemd-sysusers systemd
 need verilator verilator
+need ccache ccache
 
 if [ -z "$missing" ]; then
     echo "install-system-deps: nothing to do"
