@@ -20,12 +20,12 @@ stop_daemon() {
 }
 trap 'stop_daemon || true' EXIT
 
-for _ in $(seq 1 120); do
+for _ in $(seq 1 360); do  # 180 s: its first start compiles the numba core, slow on a loaded machine
   grep -q '"event": "ready"' "$log" && break
   kill -0 "$daemon" 2>/dev/null || { echo "fpgacspd failed to start:" >&2; cat "$log" >&2; exit 1; }
   sleep 0.5
 done
-grep -q '"event": "ready"' "$log" || { echo "fpgacspd not ready after 60 s:" >&2; cat "$log" >&2; exit 1; }
+grep -q '"event": "ready"' "$log" || { echo "fpgacspd not ready after 180 s:" >&2; cat "$log" >&2; exit 1; }
 echo "fpgacspd ready on unix://$sock (log: $log)"
 
 status=0
