@@ -162,19 +162,14 @@ module fcsp_engine #(
   logic [CIW-1:0] lane_con[LANES];
   logic [2:0] lane_kind[LANES];
   logic [MS-1:0] lane_used[LANES];
+  /* verilator lint_off UNUSEDSIGNAL */  // the wired engine (below) reads its scopes as elaboration constants
   logic [MS*VW-1:0] lane_vars[LANES];
+  /* verilator lint_on UNUSEDSIGNAL */
 
   // WIRED (FIXED with every constraint in one cycle): lane l evaluates constraint l, and the variables of its scope
   // are elaboration constants, so its reads are wires and each variable ANDs exactly its own occurrences (the
   // general path below builds an NV:1 mux per scope position and a decoder per lane output).
   localparam bit WIRED = FIXED && NC <= LANES;
-  logic [MS*DW-1:0] lane_doms_wired[LANES];
-  for (genvar l = 0; l < LANES; l++) begin : g_wired_read
-    for (genvar p = 0; p < MS; p++) begin : g_pos
-      localparam int V = l < NC ? int'(SCOPES[(l*MS+p)*VW+:VW]) : 0;
-      assign lane_doms_wired[l][p*DW+:DW] = cur[V*DW+:DW];
-    end
-  end
 
   for (genvar l = 0; l < LANES; l++) begin : g_lane
     always_comb begin
@@ -184,8 +179,17 @@ module fcsp_engine #(
       lane_kind[l] = lane_valid[l] ? c_kind[int'(lane_con[l])*3+:3] : 3'd0;
       lane_used[l] = c_used[int'(lane_con[l])*MS+:MS];
       lane_vars[l] = FIXED ? SCOPES[int'(lane_con[l])*MS*VW+:MS*VW] : c_vars[int'(lane_con[l])*MS*VW+:MS*VW];
-      if (!WIRED) for (int p = 0; p < MS; p++) lane_doms[l][p*DW+:DW] = cur[int'(lane_vars[l][p*VW+:VW])*DW+:DW];
-      else lane_doms[l] = lane_doms_wired[l];
+    end
+    // generate, not a procedural if on WIRED: Yosys elaborates both arms of an if before it folds the constant,
+    // and the NV:1 read muxes of the general path are what the wired engine exists to avoid
+    if (WIRED) begin : g_read
+      for (genvar p = 0; p < MS; p++) begin : g_pos
+        localparam int V = l < NC ? int'(SCOPES[(l*MS+p)*VW+:VW]) : 0;
+        assign lane_doms[l][p*DW+:DW] = cur[V*DW+:DW];
+      end
+    end else begin : g_read
+      always_comb
+        for (int p = 0; p < MS; p++) lane_doms[l][p*DW+:DW] = cur[int'(lane_vars[l][p*VW+:VW])*DW+:DW];
     end
     fcsp_lane #(.MS(MS), .DW(DW), .KINDS(KINDS)) u_lane (
         .kind(lane_kind[l]),
@@ -203,29 +207,30 @@ module fcsp_engine #(
   end
 
   // the AND of every lane output into its variable (a variable no lane touches stays all ones)
-  logic [NV*DW-1:0] upd_xbar;
-  wire [NV*DW-1:0] upd_wired;
-  always_comb begin
-    upd_xbar = '1;
-    if (!WIRED)
+  // (generate for the same reason as g_read: only one of the two is ever elaborated)
+  logic [NV*DW-1:0] upd;
+  if (WIRED) begin : g_upd
+    for (genvar v = 0; v < NV; v++) begin : g_var
+      logic [DW-1:0] acc;
+      always_comb begin
+        acc = '1;
+        for (int l = 0; l < NC && l < LANES; l++)
+          for (int p = 0; p < MS; p++)
+            if (int'(SCOPES[(l*MS+p)*VW+:VW]) == v && lane_valid[l] && lane_used[l][p])
+              acc = acc & lane_outs[l][p*DW+:DW];
+      end
+      assign upd[v*DW+:DW] = acc;
+    end
+  end else begin : g_upd
+    always_comb begin
+      upd = '1;
       for (int l = 0; l < LANES; l++)
         for (int p = 0; p < MS; p++)
           if (lane_valid[l] && lane_used[l][p])
-            upd_xbar[int'(lane_vars[l][p*VW+:VW])*DW+:DW] =
-                upd_xbar[int'(lane_vars[l][p*VW+:VW])*DW+:DW] & lane_outs[l][p*DW+:DW];
-  end
-  for (genvar v = 0; v < NV; v++) begin : g_wired_upd
-    logic [DW-1:0] acc;
-    always_comb begin
-      acc = '1;
-      for (int l = 0; l < NC && l < LANES; l++)
-        for (int p = 0; p < MS; p++)
-          if (WIRED && int'(SCOPES[(l*MS+p)*VW+:VW]) == v && lane_valid[l] && lane_used[l][p])
-            acc = acc & lane_outs[l][p*DW+:DW];
+            upd[int'(lane_vars[l][p*VW+:VW])*DW+:DW] =
+                upd[int'(lane_vars[l][p*VW+:VW])*DW+:DW] & lane_outs[l][p*DW+:DW];
     end
-    assign upd_wired[v*DW+:DW] = acc;
   end
-  wire [NV*DW-1:0] upd = WIRED ? upd_wired : upd_xbar;
   wire eval_last = (int'(ecyc) + 1) * LANES >= int'(num_cons);
 
   // --- the end of a sweep ----------------------------------------------------------------------------------
