@@ -400,12 +400,16 @@ def main(argv: list[str] | None = None) -> int:
         "fcsp_choose": {"NV": values["NV"], "DW": values["DW"]},
     }
 
-    def xilinx() -> None:
-        run, record = yosys(xilinx_script, "xilinx", work, args.synth_timeout)
+    def synthesise(script: str, name: str, stat: str, summary: Callable[[Mapping[str, int]], dict[str, Any]]) -> None:
+        """One whole-engine Yosys run into ``steps[name]``, with ``summary`` of its cell counts when it succeeds."""
+        run, record = yosys(script, name, work, args.synth_timeout)
         if record["status"] == "ok":
-            record.update(xilinx_summary(cell_counts(work / "xilinx_stat.json")))
-        steps["xilinx"] = record
-        print(f"xilinx: {record['status']} in {run.wall_s} s", file=sys.stderr)
+            record.update(summary(cell_counts(work / stat)))
+        steps[name] = record
+        print(f"{name}: {record['status']} in {run.wall_s} s", file=sys.stderr)
+
+    def xilinx() -> None:
+        synthesise(xilinx_script, "xilinx", "xilinx_stat.json", xilinx_summary)
 
     def unit(module: str, unit_values: Mapping[str, int]) -> Callable[[], None]:
         def go() -> None:
@@ -429,11 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         return go
 
     def ecp5() -> None:
-        run, record = yosys(ecp5_script, "ecp5_synth", work, args.synth_timeout)
-        if record["status"] == "ok":
-            record.update(ecp5_summary(cell_counts(work / "ecp5_stat.json")))
-        steps["ecp5_synth"] = record
-        print(f"ecp5 synth: {record['status']} in {run.wall_s} s", file=sys.stderr)
+        synthesise(ecp5_script, "ecp5_synth", "ecp5_stat.json", ecp5_summary)
+        record = steps["ecp5_synth"]
         if args.skip_pnr or record["status"] != "ok":
             steps["ecp5_pnr"] = {"status": "skipped" if args.skip_pnr else "no netlist"}
             return
