@@ -102,3 +102,23 @@ def test_engine_params_name_the_bad_field() -> None:
         EngineParams(num_vars=1, domain_width=65, constraints=1, lanes=1, max_scope=2)
     with pytest.raises(ValueError, match="stack_depth: 3 < num_vars 4 can overflow"):
         EngineParams(num_vars=4, domain_width=4, constraints=1, lanes=1, max_scope=2, stack_depth=3)
+
+
+def test_the_occurrence_table_is_the_inverse_of_the_wired_scopes() -> None:
+    verilog = SUDOKU9.verilog_parameters()
+    most, ow = verilog["MO"], SUDOKU9.occurrence_bits
+    assert most == 3 and ow == 8  # every cell is in a row, a column and a box; entries 1 + c * 9 + p <= 243
+    occ = verilog["OCC"]
+    assert isinstance(occ, str) and occ.startswith(f"{81 * 3 * 8}'h")
+    table = int(occ.split("'h")[1], 16)
+    for v in range(81):
+        entries = [table >> ((v * 3 + o) * ow) & 255 for o in range(3)]
+        assert [SUDOKU9.scopes[(e - 1) // 9][(e - 1) % 9] for e in entries] == [v, v, v]
+    assert "OCC" not in SUDOKU9_CROSSBAR.verilog_parameters()
+
+
+def test_a_wired_engine_refuses_a_constraint_beyond_its_wired_scopes() -> None:
+    params = EngineParams(num_vars=4, domain_width=4, constraints=2, lanes=2, max_scope=2, scopes=((0, 1),))
+    program = make_program(4, 4, [Neq(0, 1), Neq(2, 3)])
+    with pytest.raises(ImageError, match=r"constraints\[1\] \(NEQ\): the engine wires only 1 scopes"):
+        compile_program(program, params)

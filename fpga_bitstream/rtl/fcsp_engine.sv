@@ -30,6 +30,11 @@ module fcsp_engine #(
     // 9x9 Sudoku has the same 27 scopes): the lanes' read muxes and the write-back's decoders become wires.
     parameter bit   FIXED = 1'b0,
     parameter logic [NC*MS*(NV > 1 ? $clog2(NV) : 1)-1:0] SCOPES = '0,
+    // With FIXED, the inverse of SCOPES for the write-back: variable v's o-th occurrence (o < MO) at
+    // [(v*MO + o)*$clog2(NC*MS+1) +: ...] is 1 + c*MS + p, 0 for none. EngineParams.verilog_parameters() computes
+    // both from one list of scopes; Yosys cannot invert SCOPES at elaboration in reasonable time (docs/rtl.md).
+    parameter int MO = 1,
+    parameter logic [NV*MO*$clog2(NC*MS+1)-1:0] OCC = '0,
     localparam int VW = NV > 1 ? $clog2(NV) : 1,
     localparam int RWORDS = 4 + 2 * MS + 2 * DW,  // words of a record
     localparam int RLOG = $clog2(RWORDS),  // record stride 2^RLOG words
@@ -210,14 +215,22 @@ module fcsp_engine #(
   // (generate for the same reason as g_read: only one of the two is ever elaborated)
   logic [NV*DW-1:0] upd;
   if (WIRED) begin : g_upd
+    localparam int OW = $clog2(NC * MS + 1);
     for (genvar v = 0; v < NV; v++) begin : g_var
+      logic [MO*DW-1:0] terms;  // occurrence o's lane output, all ones if unused
+      for (genvar o = 0; o < MO; o++) begin : g_occ
+        localparam int E = int'(OCC[(v*MO+o)*OW+:OW]);
+        localparam int L = E == 0 ? 0 : (E - 1) / MS, P = E == 0 ? 0 : (E - 1) % MS;
+        if (E != 0 && L < LANES) begin : g_term
+          assign terms[o*DW+:DW] = lane_valid[L] && lane_used[L][P] ? lane_outs[L][P*DW+:DW] : '1;
+        end else begin : g_none
+          assign terms[o*DW+:DW] = '1;
+        end
+      end
       logic [DW-1:0] acc;
       always_comb begin
         acc = '1;
-        for (int l = 0; l < NC && l < LANES; l++)
-          for (int p = 0; p < MS; p++)
-            if (int'(SCOPES[(l*MS+p)*VW+:VW]) == v && lane_valid[l] && lane_used[l][p])
-              acc = acc & lane_outs[l][p*DW+:DW];
+        for (int o = 0; o < MO; o++) acc = acc & terms[o*DW+:DW];
       end
       assign upd[v*DW+:DW] = acc;
     end

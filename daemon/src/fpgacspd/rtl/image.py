@@ -81,6 +81,11 @@ def _record(i: int, c: object, params: EngineParams) -> list[int]:
     else:
         raise TypeError(f"constraints[{i}]: unknown constraint {c!r}")
     _check(len(scope), ms, f"constraints[{i}] ({kind.name}): scope length", "MS")
+    if params.scopes and i >= len(params.scopes):
+        raise ImageError(
+            f"constraints[{i}] ({kind.name}): the engine wires only {len(params.scopes)} scopes "
+            "(SCOPES: this engine runs only programs of its structure)"
+        )
     if params.scopes and tuple(scope) != params.scopes[i]:
         raise ImageError(
             f"constraints[{i}] ({kind.name}): scope {tuple(scope)} is not the engine's wired scope {params.scopes[i]} "

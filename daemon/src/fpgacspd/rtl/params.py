@@ -102,7 +102,31 @@ class EngineParams:
                     value |= v << ((c * self.max_scope + p) * vw)
             out["FIXED"] = 1
             out["SCOPES"] = f"{self.constraints * self.max_scope * vw}'h{value:x}"
+            occurrences = self.occurrences()
+            most, ow = max(1, max(len(occ) for occ in occurrences)), self.occurrence_bits
+            table = 0
+            for v, occ in enumerate(occurrences):
+                for o, (c, p) in enumerate(occ):
+                    table |= (1 + c * self.max_scope + p) << ((v * most + o) * ow)
+            out["MO"] = most
+            out["OCC"] = f"{self.num_vars * most * ow}'h{table:x}"
         return out
+
+    def occurrences(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        """For each variable, the (constraint, position) pairs of the wired scopes that hold it, in order: the
+        inverse of ``scopes``, which the wired engine's write-back needs. It is computed here and passed to the RTL
+        as ``OCC`` because Yosys cannot invert ``SCOPES`` at elaboration: the NV x NC x MS loop over a 1,701-bit
+        parameter kept its AST frontend busy for an hour on the 9x9 engine."""
+        occ: list[list[tuple[int, int]]] = [[] for _ in range(self.num_vars)]
+        for c, scope in enumerate(self.scopes):
+            for p, v in enumerate(scope):
+                occ[v].append((c, p))
+        return tuple(tuple(o) for o in occ)
+
+    @property
+    def occurrence_bits(self) -> int:
+        """Bits of one ``OCC`` entry: 1 + c * MS + p, 0 for none."""
+        return (self.constraints * self.max_scope).bit_length()
 
 
 def _sudoku_scopes(box: int) -> tuple[tuple[int, ...], ...]:
