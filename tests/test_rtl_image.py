@@ -117,8 +117,9 @@ def test_the_occurrence_table_is_the_inverse_of_the_wired_scopes() -> None:
     assert "OCC" not in SUDOKU9_CROSSBAR.verilog_parameters()
 
 
-def test_a_wired_engine_refuses_a_constraint_beyond_its_wired_scopes() -> None:
+def test_a_wired_engine_runs_only_programs_with_exactly_its_wired_constraints() -> None:
     params = EngineParams(num_vars=4, domain_width=4, constraints=2, lanes=2, max_scope=2, scopes=((0, 1),))
-    program = make_program(4, 4, [Neq(0, 1), Neq(2, 3)])
-    with pytest.raises(ImageError, match=r"constraints\[1\] \(NEQ\): the engine wires only 1 scopes"):
-        compile_program(program, params)
+    assert compile_program(make_program(4, 4, [Neq(0, 1)]), params)
+    for constraints in ([Neq(0, 1), Neq(2, 3)], []):
+        with pytest.raises(ImageError, match=r"this engine wires exactly 1 scopes"):
+            compile_program(make_program(4, 4, constraints), params)

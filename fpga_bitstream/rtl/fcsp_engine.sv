@@ -33,6 +33,9 @@ module fcsp_engine #(
     // With FIXED, the inverse of SCOPES for the write-back: variable v's o-th occurrence (o < MO) at
     // [(v*MO + o)*$clog2(NC*MS+1) +: ...] is 1 + c*MS + p, 0 for none. EngineParams.verilog_parameters() computes
     // both from one list of scopes; Yosys cannot invert SCOPES at elaboration in reasonable time (docs/rtl.md).
+    // With FIXED, the scope positions that hold a variable (bit c*MS + p): constants of the wired engine, whose
+    // programs have exactly the wired constraints (the host-side compiler refuses others)
+    parameter logic [NC*MS-1:0] USED = '0,
     parameter int MO = 1,
     parameter logic [NV*MO*$clog2(NC*MS+1)-1:0] OCC = '0,
     localparam int VW = NV > 1 ? $clog2(NV) : 1,
@@ -179,10 +182,11 @@ module fcsp_engine #(
   for (genvar l = 0; l < LANES; l++) begin : g_lane
     always_comb begin
       lane_con_wide[l] = WIRED ? $clog2(NC + LANES)'(l) : $clog2(NC + LANES)'(int'(ecyc) * LANES + l);
-      lane_valid[l] = int'(lane_con_wide[l]) < int'(num_cons) && int'(lane_con_wide[l]) < NC;
+      lane_valid[l] = WIRED ? l < NC && USED[l*MS+:MS] != '0
+                            : int'(lane_con_wide[l]) < int'(num_cons) && int'(lane_con_wide[l]) < NC;
       lane_con[l] = lane_valid[l] ? CIW'(lane_con_wide[l]) : '0;
       lane_kind[l] = lane_valid[l] ? c_kind[int'(lane_con[l])*3+:3] : 3'd0;
-      lane_used[l] = c_used[int'(lane_con[l])*MS+:MS];
+      lane_used[l] = WIRED ? (l < NC ? USED[l*MS+:MS] : '0) : c_used[int'(lane_con[l])*MS+:MS];
       lane_vars[l] = FIXED ? SCOPES[int'(lane_con[l])*MS*VW+:MS*VW] : c_vars[int'(lane_con[l])*MS*VW+:MS*VW];
     end
     // generate, not a procedural if on WIRED: Yosys elaborates both arms of an if before it folds the constant,
@@ -244,7 +248,9 @@ module fcsp_engine #(
                 upd[int'(lane_vars[l][p*VW+:VW])*DW+:DW] & lane_outs[l][p*DW+:DW];
     end
   end
-  wire eval_last = (int'(ecyc) + 1) * LANES >= int'(num_cons);
+  // the wired engine's sweep is one eval cycle whatever num_cons says (its programs fill every wired lane)
+  wire eval_last = WIRED || (int'(ecyc) + 1) * LANES >= int'(num_cons);
+  wire eval_first = WIRED || ecyc == '0;
 
   // --- the end of a sweep ----------------------------------------------------------------------------------
   logic any_empty, changed, all_fixed;
@@ -366,8 +372,8 @@ module fcsp_engine #(
           state <= S_EVAL;
         end
         S_EVAL: begin
-          nxt <= (ecyc == '0 ? cur : nxt) & upd;
-          conf_acc <= (ecyc == '0 ? 1'b0 : conf_acc) | (|lane_conflict);
+          nxt <= (eval_first ? cur : nxt) & upd;
+          conf_acc <= (eval_first ? 1'b0 : conf_acc) | (|lane_conflict);
           if (eval_last) state <= S_COMMIT;
           else ecyc <= ecyc + 1'b1;
         end

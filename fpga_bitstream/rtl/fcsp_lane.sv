@@ -56,18 +56,36 @@ module fcsp_lane #(
     end
   endgenerate
 
+  // Built with one kind (the 9x9 engine: ALLDIFF only), the lane does not select: its outputs are that unit's
+  // whatever `kind` says, since the engine reads only lanes that hold a constraint and the host-side compiler
+  // refuses the kinds not built; only `conflict` is gated by the kind. The 2:1 select on every output bit would be
+  // MS*DW LUTs per lane.
+  localparam bit SOLE = (KINDS & (KINDS - 1)) == 0;
+  localparam logic [2:0] SOLE_KIND =
+      (KINDS & 1) != 0 ? ALLDIFF : (KINDS & 2) != 0 ? NEQ : (KINDS & 4) != 0 ? TABLE2 : LINEAR;
+
   always_comb begin
     outs = doms;
     conflict = 1'b0;
-    case (kind)
-      ALLDIFF: begin
-        outs = alldiff_outs;
-        conflict = alldiff_conflict;
-      end
-      NEQ: outs[2*DW-1:0] = {neq_y, neq_x};
-      TABLE2: outs[2*DW-1:0] = {table_y, table_x};
-      LINEAR: outs = linear_outs;
-      default: ;
-    endcase
+    if (SOLE) begin
+      case (SOLE_KIND)
+        ALLDIFF: outs = alldiff_outs;
+        NEQ: outs[2*DW-1:0] = {neq_y, neq_x};
+        TABLE2: outs[2*DW-1:0] = {table_y, table_x};
+        default: outs = linear_outs;
+      endcase
+      conflict = kind == ALLDIFF && alldiff_conflict;
+    end else begin
+      case (kind)
+        ALLDIFF: begin
+          outs = alldiff_outs;
+          conflict = alldiff_conflict;
+        end
+        NEQ: outs[2*DW-1:0] = {neq_y, neq_x};
+        TABLE2: outs[2*DW-1:0] = {table_y, table_x};
+        LINEAR: outs = linear_outs;
+        default: ;
+      endcase
+    end
   end
 endmodule

@@ -52,6 +52,12 @@ def compile_program(program: Program | bytes, params: EngineParams) -> list[int]
     words = [p.num_vars, p.domain_size, len(p.constraints), IMAGE_VERSION] + [0] * (params.record_stride - HEADER_WORDS)
     for i, c in enumerate(p.constraints):
         words += _record(i, c, params) + pad
+    if params.scopes and len(p.constraints) != len(params.scopes):
+        # the wired engine evaluates every wired lane in every sweep (its lanes' validity is a constant)
+        raise ImageError(
+            f"len(constraints) = {len(p.constraints)}: this engine wires exactly {len(params.scopes)} scopes "
+            "(SCOPES: it runs only programs of its structure)"
+        )
     return words
 
 
@@ -81,12 +87,7 @@ def _record(i: int, c: object, params: EngineParams) -> list[int]:
     else:
         raise TypeError(f"constraints[{i}]: unknown constraint {c!r}")
     _check(len(scope), ms, f"constraints[{i}] ({kind.name}): scope length", "MS")
-    if params.scopes and i >= len(params.scopes):
-        raise ImageError(
-            f"constraints[{i}] ({kind.name}): the engine wires only {len(params.scopes)} scopes "
-            "(SCOPES: this engine runs only programs of its structure)"
-        )
-    if params.scopes and tuple(scope) != params.scopes[i]:
+    if i < len(params.scopes) and tuple(scope) != params.scopes[i]:
         raise ImageError(
             f"constraints[{i}] ({kind.name}): scope {tuple(scope)} is not the engine's wired scope {params.scopes[i]} "
             "(SCOPES: this engine runs only programs of its structure)"

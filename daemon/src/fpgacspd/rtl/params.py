@@ -108,6 +108,8 @@ class EngineParams:
             for v, occ in enumerate(occurrences):
                 for o, (c, p) in enumerate(occ):
                     table |= (1 + c * self.max_scope + p) << ((v * most + o) * ow)
+            used = sum(1 << (c * self.max_scope + p) for c, scope in enumerate(self.scopes) for p in range(len(scope)))
+            out["USED"] = f"{self.constraints * self.max_scope}'h{used:x}"
             out["MO"] = most
             out["OCC"] = f"{self.num_vars * most * ow}'h{table:x}"
         return out
