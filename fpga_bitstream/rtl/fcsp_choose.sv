@@ -28,7 +28,7 @@ module fcsp_choose #(
     d = '0;
     c = '0;
     for (int v = 0; v < P; v++) begin
-      keys[v*KW+:KW] = {CW'(DW + 1), VW'(v % NV)};
+      keys[v*KW+:KW] = {CW'(DW + 1), VW'(v)};  // v < P = 2^VW: the index bits fold to constants
       if (v < NV) begin
         d = doms[v*DW+:DW];
         c = popcount(d);
@@ -37,7 +37,10 @@ module fcsp_choose #(
     end
     for (int level = 1; level <= LEVELS; level++)
       for (int i = 0; i < P / 2; i++)
-        if (i < (P >> level)) keys[i*KW+:KW] = keys[(2*i+1)*KW+:KW] < keys[2*i*KW+:KW] ? keys[(2*i+1)*KW+:KW] : keys[2*i*KW+:KW];
+        // only the counts are compared: every index of the left subtree is below every index of the right one,
+        // so a tie keeps the left key, the lower index (a comparator of CW bits, not KW)
+        if (i < (P >> level))
+          keys[i*KW+:KW] = keys[(2*i+1)*KW+VW+:CW] < keys[2*i*KW+VW+:CW] ? keys[(2*i+1)*KW+:KW] : keys[2*i*KW+:KW];
     var_index = keys[0+:VW];
     found = keys[VW+:CW] != CW'(DW + 1);
   end
