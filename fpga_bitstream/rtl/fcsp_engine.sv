@@ -97,7 +97,7 @@ module fcsp_engine #(
 
   // --- program memory ---------------------------------------------------------------------------------------
   logic [VW:0] num_vars;
-  logic [6:0] dsize;
+  logic [DW-1:0] full;  // (1 << D) - 1, written with D: a register keeps the shift off every lane's path
   logic [$clog2(NC+1)-1:0] num_cons;
   // one flat vector per field, constraint c at [c*width +: width] (Verilator cannot loop over unpacked arrays
   // with nonblocking writes)
@@ -120,7 +120,7 @@ module fcsp_engine #(
       if (w_rec == '0) begin
         case (w_field)
           0: num_vars <= prog_wdata[VW:0];
-          1: dsize <= prog_wdata[6:0];
+          1: full <= DW'((65'd1 << prog_wdata[6:0]) - 65'd1);
           2: num_cons <= prog_wdata[$clog2(NC+1)-1:0];
           default: ;
         endcase
@@ -161,7 +161,6 @@ module fcsp_engine #(
 
   logic [NV-1:0] active;
   always_comb for (int v = 0; v < NV; v++) active[v] = 32'(v) < 32'(num_vars);
-  wire [DW-1:0] full = DW'((65'd1 << dsize) - 65'd1);
 
   // --- lanes: constraint e*LANES + l in eval cycle e ------------------------------------------------------
   logic [MS*DW-1:0] lane_doms[LANES], lane_outs[LANES];
@@ -252,28 +251,31 @@ module fcsp_engine #(
   wire eval_last = WIRED || (int'(ecyc) + 1) * LANES >= int'(num_cons);
   wire eval_first = WIRED || ecyc == '0;
 
+  // --- branching ------------------------------------------------------------------------------------------
+  // pipelined (fcsp_choose.sv): the choice is over cur of two cycles ago and candidates_q over cur of one cycle ago,
+  // which is cur now wherever they are read: NODE_A follows a sweep's EVAL and COMMIT with cur unchanged, and
+  // COMMIT follows EVAL (cur changes only at the end of COMMIT and of NODE_B)
+  logic [VW-1:0] choose_var;
+  logic choose_found, choose_candidates;
+  fcsp_choose #(.NV(NV), .DW(DW)) u_choose (
+      .clk(clk), .doms(cur), .active(active), .var_index(choose_var), .found(choose_found),
+      .candidates_q(choose_candidates)
+  );
+
   // --- the end of a sweep ----------------------------------------------------------------------------------
-  logic any_empty, changed, all_fixed;
+  logic any_empty, changed;
   always_comb begin
     any_empty = 1'b0;
     changed = 1'b0;
-    all_fixed = 1'b1;
     for (int v = 0; v < NV; v++)
       if (active[v]) begin
         any_empty = any_empty | nxt[v*DW+:DW] == '0;
         changed = changed | nxt[v*DW+:DW] != cur[v*DW+:DW];
-        all_fixed = all_fixed & (cur[v*DW+:DW] & (cur[v*DW+:DW] - 1'b1)) == '0;
       end
   end
+  wire all_fixed = !choose_candidates;  // every active variable of cur has at most one value (read in COMMIT)
   wire node_conflict = conf_acc | any_empty;
   wire node_solved = !node_conflict && !changed && all_fixed;  // at the fixpoint (cur == nxt)
-
-  // --- branching ------------------------------------------------------------------------------------------
-  logic [VW-1:0] choose_var;
-  logic choose_found;
-  fcsp_choose #(.NV(NV), .DW(DW)) u_choose (
-      .doms(cur), .active(active), .var_index(choose_var), .found(choose_found)
-  );
 
   logic [DW*8-1:0] prio_mem[NV];
   logic [DW*8-1:0] prio_row;
@@ -282,19 +284,21 @@ module fcsp_engine #(
     prio_row <= prio_mem[choose_var];
   end
 
-  logic [$clog2(DW)-1:0] bval;
-  logic [7:0] best;
-  logic bfound;
-  always_comb begin  // highest priority, ties (and no priorities) to the lowest value
-    bval = '0;
-    best = '0;
-    bfound = 1'b0;
-    for (int v = 0; v < DW; v++)
-      if (cur[int'(bvar)*DW+v] && (!bfound || (use_prio_q && prio_row[v*8+:8] > best))) begin
-        bval = $clog2(DW)'(v);
-        best = prio_row[v*8+:8];
-        bfound = 1'b1;
-      end
+  // The value: highest priority, ties (and no priorities) to the lowest value. Value v wins when it is present and no
+  // other present value beats it, which compares every pair at once (a scan would chain DW comparators); the
+  // winner is one-hot, which is what the two writes of a branch need (the left child's value, and the right child
+  // with that value removed), so it is never encoded and decoded again.
+  logic [DW-1:0] present, win;
+  always_comb begin
+    present = cur[int'(bvar)*DW+:DW];
+    for (int v = 0; v < DW; v++) begin
+      win[v] = present[v];
+      for (int u = 0; u < DW; u++)
+        if (u != v && present[u]) begin
+          if (u < v && !(use_prio_q && prio_row[v*8+:8] > prio_row[u*8+:8])) win[v] = 1'b0;
+          if (u > v && use_prio_q && prio_row[u*8+:8] > prio_row[v*8+:8]) win[v] = 1'b0;
+        end
+    end
   end
 
   // --- the stack -----------------------------------------------------------------------------------------
@@ -305,7 +309,7 @@ module fcsp_engine #(
   logic [SAW-1:0] stack_raddr;
   always_comb begin
     stack_wdata = cur;
-    stack_wdata[int'(bvar)*DW+int'(bval)] = 1'b0;  // the right child: the value removed
+    stack_wdata[int'(bvar)*DW+:DW] = present & ~win;  // the right child: the value removed
   end
   assign stack_we = state == S_NODE_B && next_kind == N_BRANCH;
   assign stack_raddr = SAW'(sp - 1'b1);
@@ -318,6 +322,10 @@ module fcsp_engine #(
   assign busy = state != S_IDLE && state != S_DONE;
   assign done = state == S_DONE;
   assign res_data = (status == CONFLICT || status == UNSAT) ? '0 : res[int'(res_addr)*DW+:DW];
+
+  wire cur_we = (dom_we && !busy) || (state == S_NODE_B && next_kind == N_BRANCH);
+  wire [VW-1:0] cur_waddr = busy ? bvar : dom_addr;
+  wire [DW-1:0] cur_wdata = busy ? win : dom_wdata;  // busy: the left child, the value fixed
 
   // after a node: whether and how the search goes on (taken in COMMIT)
   wire [63:0] solutions_now = solutions + 64'(node_solved);
@@ -337,7 +345,8 @@ module fcsp_engine #(
       sp <= '0;
     end else begin
       if (busy) cycles <= cycles + 1'b1;
-      if (dom_we && !busy) cur[int'(dom_addr)*DW+:DW] <= dom_wdata;
+      // one write port into cur for the host's domains (idle) and the left child's value (NODE_B of a branch)
+      if (cur_we) cur[int'(cur_waddr)*DW+:DW] <= cur_wdata;
       case (state)
         S_IDLE, S_DONE:
         if (start) begin
@@ -363,10 +372,7 @@ module fcsp_engine #(
           state <= S_NODE_B;
         end
         S_NODE_B: begin
-          if (next_kind == N_BRANCH) begin
-            sp <= sp + 1'b1;
-            cur[int'(bvar)*DW+:DW] <= DW'(1) << bval;  // the left child
-          end
+          if (next_kind == N_BRANCH) sp <= sp + 1'b1;  // and cur[bvar] takes the left child's value (cur_we)
           if (next_kind == N_POP) cur <= stack_rdata;
           ecyc <= '0;
           state <= S_EVAL;

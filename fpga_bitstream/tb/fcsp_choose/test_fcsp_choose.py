@@ -1,6 +1,7 @@
 """fcsp_choose against the reference model (engine/reference.py ``branch_choice``): seeded random vectors and edges.
 
-Combinational: set the inputs, wait 1 ns, read the outputs. The reference's choice is taken over the active
+Pipelined (fcsp_choose.sv): set the inputs, read ``candidates_q`` after one clock edge and ``found``/``var_index``
+after two. The reference's choice is taken over the active
 variables with a nonempty domain (the engine branches only at a fixpoint, where no domain is empty; the unit counts
 a variable as a candidate when it has two values or more, so an empty one is none): ``found`` must be 1 exactly when
 one of them is unfixed, and then ``var_index`` must be the reference's variable (fewest values, ties to the lowest
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import cocotb
 import pytest
-from cocotb.triggers import Timer
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -68,6 +70,7 @@ def expected(v: Vector) -> int | None:
 class TB:
     def __init__(self, dut: Any) -> None:
         self.dut = dut
+        cocotb.start_soon(Clock(dut.clk, 10, "ns").start())
         p = json.loads(os.environ["FCSP_PARAMS"])
         self.nv, self.dw = p["NV"], p["DW"]
 
@@ -75,8 +78,15 @@ class TB:
         dut = self.dut
         dut.doms.value = sum(x << (i * self.dw) for i, x in enumerate(v.doms))
         dut.active.value = sum(int(a) << i for i, a in enumerate(v.active))
-        await Timer(1, "ns")
-        return int(dut.var_index.value) if dut.found.value else None
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        candidates = bool(dut.candidates_q.value)
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        got = int(dut.var_index.value) if dut.found.value else None
+        assert candidates == (got is not None), f"candidates_q {int(candidates)} but found {int(got is not None)}"
+        await Timer(1, "ns")  # out of the read-only phase before the next inputs
+        return got
 
     async def check(self, v: Vector, name: str) -> None:
         got = await self.apply(v)
