@@ -70,7 +70,7 @@ def expected(v: Vector) -> int | None:
 class TB:
     def __init__(self, dut: Any) -> None:
         self.dut = dut
-        cocotb.start_soon(Clock(dut.clk, 10, "ns").start())
+        Clock(dut.clk, 10, unit="ns").start()  # a task of its own (cocotb 2)
         p = json.loads(os.environ["FCSP_PARAMS"])
         self.nv, self.dw = p["NV"], p["DW"]
 
