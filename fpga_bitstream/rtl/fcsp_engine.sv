@@ -30,12 +30,12 @@ module fcsp_engine #(
     // 9x9 Sudoku has the same 27 scopes): the lanes' read muxes and the write-back's decoders become wires.
     parameter bit   FIXED = 1'b0,
     parameter logic [NC*MS*(NV > 1 ? $clog2(NV) : 1)-1:0] SCOPES = '0,
-    // With FIXED, the inverse of SCOPES for the write-back: variable v's o-th occurrence (o < MO) at
-    // [(v*MO + o)*$clog2(NC*MS+1) +: ...] is 1 + c*MS + p, 0 for none. EngineParams.verilog_parameters() computes
-    // both from one list of scopes; Yosys cannot invert SCOPES at elaboration in reasonable time (docs/rtl.md).
     // With FIXED, the scope positions that hold a variable (bit c*MS + p): constants of the wired engine, whose
     // programs have exactly the wired constraints (the host-side compiler refuses others)
     parameter logic [NC*MS-1:0] USED = '0,
+    // With FIXED, the inverse of SCOPES for the write-back: variable v's o-th occurrence (o < MO) at
+    // [(v*MO + o)*$clog2(NC*MS+1) +: ...] is 1 + c*MS + p, 0 for none. EngineParams.verilog_parameters() computes
+    // all three from one list of scopes; Yosys cannot invert SCOPES at elaboration in reasonable time (docs/rtl.md).
     parameter int MO = 1,
     parameter logic [NV*MO*$clog2(NC*MS+1)-1:0] OCC = '0,
     localparam int VW = NV > 1 ? $clog2(NV) : 1,
