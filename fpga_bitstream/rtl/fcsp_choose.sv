@@ -1,15 +1,15 @@
 // The branching variable: among the active (v < N) variables that are not fixed, the one with the fewest values,
 // ties to the lowest index (docs/isa.md, Modes). A balanced min-tree over keys {popcount, index}, so the depth
-// grows with log2(NV), not NV, cut by two register stages (docs/rtl.md "Timing"):
+// grows with log2(NV), not NV, cut by three register stages (docs/rtl.md "Timing"):
 //
 //   stage 1: the leaves (popcounts) and the first tree level, registered at every clock edge;
 //   stage 2: the next three levels, registered at every clock edge;
-//   stage 3: the remaining levels, combinational: `var_index` and `found`.
+//   stage 3: the remaining levels, registered at every clock edge: `var_index` and `found`.
 //
-// So `var_index` and `found` are the choice over `doms` and `active` as they were two clock edges ago, and
+// So `var_index` and `found` are the choice over `doms` and `active` as they were three clock edges ago, and
 // `candidates_q` (some active variable has two values or more) as they were one edge ago. The engine reads them where
-// the domains have been stable that long: it chooses in NODE_A, which only ever follows the EVAL and COMMIT cycles
-// of a sweep that changed nothing, and it asks whether every variable is fixed in COMMIT, which follows EVAL.
+// the domains have been stable that long: it chooses in NODE_A, which only ever follows the two EVAL cycles and the
+// COMMIT of a sweep that changed nothing, and it asks whether every variable is fixed in COMMIT, which follows EVAL.
 module fcsp_choose #(
     parameter int NV = 81,
     parameter int DW = 9,
@@ -77,7 +77,10 @@ module fcsp_choose #(
       for (int i = 0; i < P / 2; i++)
         if (i < (N2 >> level))
           k3[i*KW+:KW] = k3[(2*i+1)*KW+VW+:CW] < k3[2*i*KW+VW+:CW] ? k3[(2*i+1)*KW+:KW] : k3[2*i*KW+:KW];
-    var_index = k3[0+:VW];
-    found = k3[VW+:CW] != NONE;
+  end
+
+  always_ff @(posedge clk) begin
+    var_index <= k3[0+:VW];
+    found <= k3[VW+:CW] != NONE;
   end
 endmodule

@@ -1,10 +1,12 @@
 // The propagation and search engine of ISA v1 (docs/isa.md, docs/rtl.md): one instance at a time, bit-identical to
 // the reference model (engine/reference.py) in domains, status, node, solution and sweep counts, and in cycles equal
-// to the cycle model of docs/device.md: sweeps * (ceil(max(C, 1) / LANES) + 1) + 2 * nodes.
+// to the cycle model of docs/device.md: sweeps * (ceil(max(C, 1) / LANES) + 2) + 2 * nodes.
 //
-// Schedule. A sweep is ceil(max(C,1)/LANES) EVAL cycles, in which lane l evaluates constraint e*LANES + l on the
-// domains of the previous sweep (`cur`) and the outputs are ANDed into `nxt`, then one COMMIT cycle that checks
-// for a conflict (a propagator's flag or an empty domain) or a fixpoint (nothing changed) and copies `nxt` to `cur`.
+// Schedule. A sweep is ceil(max(C,1)/LANES) + 1 EVAL cycles and one COMMIT cycle. The lanes are two pipeline stages
+// (fcsp_lane.sv): in EVAL cycle e, lane l takes constraint e*LANES + l on the domains of the previous sweep (`cur`)
+// into its first stage, and its second stage gives the outputs of constraint (e-1)*LANES + l, which are ANDed into
+// `nxt`; so the last group's outputs come one cycle after its records. COMMIT checks for a conflict (a propagator's
+// flag or an empty domain) or a fixpoint (nothing changed) and copies `nxt` to `cur`.
 // Every node costs two more cycles before its first sweep: NODE_A and NODE_B. For a branch they choose the
 // variable (NODE_A: fewest values, lowest index; its priority row is read from block RAM) and the value (NODE_B:
 // highest priority, lowest value), push the right child (the value removed) on the stack and fix the value in
@@ -76,7 +78,7 @@ module fcsp_engine #(
     output logic [DW-1:0] res_data
 );
   localparam logic [2:0] SOLVED = 3'd1, FIXPOINT = 3'd2, CONFLICT = 3'd3, UNSAT = 3'd4, LIMIT = 3'd5;
-  localparam int EW = $clog2(NC / LANES + 2);  // eval-cycle counter
+  localparam int EW = $clog2(NC / LANES + 2);  // eval-cycle counter, 0..ceil(NC/LANES)
   localparam int SW = $clog2(SD + 1);  // stack pointer, 0..SD
   localparam int SAW = SD > 1 ? $clog2(SD) : 1;  // a frame's address
   localparam int CIW = NC > 1 ? $clog2(NC) : 1;  // a constraint's index
@@ -96,7 +98,7 @@ module fcsp_engine #(
   } next_t;
 
   // --- program memory ---------------------------------------------------------------------------------------
-  logic [VW:0] num_vars;
+  logic [NV-1:0] active;  // variable v < the program's N: a register, not NV compares on every sweep's path
   logic [DW-1:0] full;  // (1 << D) - 1, written with D: a register keeps the shift off every lane's path
   logic [$clog2(NC+1)-1:0] num_cons;
   // one flat vector per field, constraint c at [c*width +: width] (Verilator cannot loop over unpacked arrays
@@ -119,7 +121,7 @@ module fcsp_engine #(
     if (prog_we && !busy) begin
       if (w_rec == '0) begin
         case (w_field)
-          0: num_vars <= prog_wdata[VW:0];
+          0: for (int v = 0; v < NV; v++) active[v] <= 32'(v) < 32'(prog_wdata[VW:0]);
           1: full <= DW'((65'd1 << prog_wdata[6:0]) - 65'd1);
           2: num_cons <= prog_wdata[$clog2(NC+1)-1:0];
           default: ;
@@ -156,21 +158,27 @@ module fcsp_engine #(
   logic [EW-1:0] ecyc;
   logic [SW-1:0] sp;
   logic conf_acc, is_root, mode_q, use_prio_q;
-  logic [63:0] limit_q, max_sol_q;
+  logic [63:0] limit_q, max_sol_less_one;  // max_solutions - 1: the compare below needs no adder
   logic [VW-1:0] bvar;
 
-  logic [NV-1:0] active;
-  always_comb for (int v = 0; v < NV; v++) active[v] = 32'(v) < 32'(num_vars);
 
   // --- lanes: constraint e*LANES + l in eval cycle e ------------------------------------------------------
   logic [MS*DW-1:0] lane_doms[LANES], lane_outs[LANES];
   logic [LANES-1:0] lane_conflict, lane_valid;
-  logic [$clog2(NC+LANES)-1:0] lane_con_wide[LANES];
+  logic [$clog2(NC+2*LANES)-1:0] lane_con_wide[LANES];
   logic [CIW-1:0] lane_con[LANES];
   logic [2:0] lane_kind[LANES];
   logic [MS-1:0] lane_used[LANES];
   /* verilator lint_off UNUSEDSIGNAL */  // the wired engine (below) reads its scopes as elaboration constants
   logic [MS*VW-1:0] lane_vars[LANES];
+  /* verilator lint_on UNUSEDSIGNAL */
+
+  // the second pipeline stage's view of each lane: the record of the previous cycle (the wired engine's are constants)
+  logic [MS*DW-1:0] lane_doms_late[LANES];
+  logic [LANES-1:0] lane_valid_late;
+  logic [MS-1:0] lane_used_late[LANES];
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic [MS*VW-1:0] lane_vars_late[LANES];
   /* verilator lint_on UNUSEDSIGNAL */
 
   // WIRED (FIXED with every constraint in one cycle): lane l evaluates constraint l, and the variables of its scope
@@ -180,7 +188,7 @@ module fcsp_engine #(
 
   for (genvar l = 0; l < LANES; l++) begin : g_lane
     always_comb begin
-      lane_con_wide[l] = WIRED ? $clog2(NC + LANES)'(l) : $clog2(NC + LANES)'(int'(ecyc) * LANES + l);
+      lane_con_wide[l] = WIRED ? $clog2(NC + 2 * LANES)'(l) : $clog2(NC + 2 * LANES)'(int'(ecyc) * LANES + l);
       lane_valid[l] = WIRED ? l < NC && USED[l*MS+:MS] != '0
                             : int'(lane_con_wide[l]) < int'(num_cons) && int'(lane_con_wide[l]) < NC;
       lane_con[l] = lane_valid[l] ? CIW'(lane_con_wide[l]) : '0;
@@ -199,7 +207,21 @@ module fcsp_engine #(
       always_comb
         for (int p = 0; p < MS; p++) lane_doms[l][p*DW+:DW] = cur[int'(lane_vars[l][p*VW+:VW])*DW+:DW];
     end
+    if (WIRED) begin : g_late  // cur does not change within a sweep: the same wires, one cycle later
+      assign lane_doms_late[l] = lane_doms[l];
+      assign lane_valid_late[l] = lane_valid[l];
+      assign lane_used_late[l] = lane_used[l];
+      assign lane_vars_late[l] = lane_vars[l];
+    end else begin : g_late
+      always_ff @(posedge clk) begin
+        lane_doms_late[l] <= lane_doms[l];
+        lane_valid_late[l] <= lane_valid[l];
+        lane_used_late[l] <= lane_used[l];
+        lane_vars_late[l] <= lane_vars[l];
+      end
+    end
     fcsp_lane #(.MS(MS), .DW(DW), .KINDS(KINDS)) u_lane (
+        .clk(clk),
         .kind(lane_kind[l]),
         .flag(c_flag[lane_con[l]]),
         .used(lane_used[l]),
@@ -209,12 +231,13 @@ module fcsp_engine #(
         .rhs(c_rhs[int'(lane_con[l])*64+:64]),
         .coeffs(c_coeffs[int'(lane_con[l])*MS*32+:MS*32]),
         .rows(c_rows[int'(lane_con[l])*DW*DW+:DW*DW]),
+        .doms_late(lane_doms_late[l]),
         .outs(lane_outs[l]),
         .conflict(lane_conflict[l])
     );
   end
 
-  // the AND of every lane output into its variable (a variable no lane touches stays all ones)
+  // the AND of every lane output (second stage) into its variable (a variable no lane touches stays all ones)
   // (generate for the same reason as g_read: only one of the two is ever elaborated)
   logic [NV*DW-1:0] upd;
   if (WIRED) begin : g_upd
@@ -225,7 +248,7 @@ module fcsp_engine #(
         localparam int E = int'(OCC[(v*MO+o)*OW+:OW]);
         localparam int L = E == 0 ? 0 : (E - 1) / MS, P = E == 0 ? 0 : (E - 1) % MS;
         if (E != 0 && L < LANES) begin : g_term
-          assign terms[o*DW+:DW] = lane_valid[L] && lane_used[L][P] ? lane_outs[L][P*DW+:DW] : '1;
+          assign terms[o*DW+:DW] = lane_valid_late[L] && lane_used_late[L][P] ? lane_outs[L][P*DW+:DW] : '1;
         end else begin : g_none
           assign terms[o*DW+:DW] = '1;
         end
@@ -242,14 +265,16 @@ module fcsp_engine #(
       upd = '1;
       for (int l = 0; l < LANES; l++)
         for (int p = 0; p < MS; p++)
-          if (lane_valid[l] && lane_used[l][p])
-            upd[int'(lane_vars[l][p*VW+:VW])*DW+:DW] =
-                upd[int'(lane_vars[l][p*VW+:VW])*DW+:DW] & lane_outs[l][p*DW+:DW];
+          if (lane_valid_late[l] && lane_used_late[l][p])
+            upd[int'(lane_vars_late[l][p*VW+:VW])*DW+:DW] =
+                upd[int'(lane_vars_late[l][p*VW+:VW])*DW+:DW] & lane_outs[l][p*DW+:DW];
     end
   end
-  // the wired engine's sweep is one eval cycle whatever num_cons says (its programs fill every wired lane)
-  wire eval_last = WIRED || (int'(ecyc) + 1) * LANES >= int'(num_cons);
-  wire eval_first = WIRED || ecyc == '0;
+  // Eval cycle e >= 1 ANDs the outputs of group e - 1; the last is the one after the last group's records (the wired
+  // engine's sweep is one group whatever num_cons says: its programs fill every wired lane).
+  wire eval_out = ecyc != '0;
+  wire eval_first = int'(ecyc) == 1;
+  wire eval_last = eval_out && (WIRED || int'(ecyc) * LANES >= int'(num_cons));
 
   // --- branching ------------------------------------------------------------------------------------------
   // pipelined (fcsp_choose.sv): the choice is over cur of two cycles ago and candidates_q over cur of one cycle ago,
@@ -263,16 +288,19 @@ module fcsp_engine #(
   );
 
   // --- the end of a sweep ----------------------------------------------------------------------------------
-  logic any_empty, changed;
+  // Whether each variable emptied or narrowed is registered with nxt in every eval cycle that ANDs outputs (so the
+  // last one's are the sweep's), which leaves COMMIT two 81-input ORs before it decides, not 1,458 bits to compare.
+  logic [NV*DW-1:0] nxt_new;
+  logic [NV-1:0] empty_new, narrowed_new, empty_q, narrowed_q;
   always_comb begin
-    any_empty = 1'b0;
-    changed = 1'b0;
-    for (int v = 0; v < NV; v++)
-      if (active[v]) begin
-        any_empty = any_empty | nxt[v*DW+:DW] == '0;
-        changed = changed | nxt[v*DW+:DW] != cur[v*DW+:DW];
-      end
+    nxt_new = (eval_first ? cur : nxt) & upd;
+    for (int v = 0; v < NV; v++) begin
+      empty_new[v] = active[v] && nxt_new[v*DW+:DW] == '0;
+      narrowed_new[v] = active[v] && nxt_new[v*DW+:DW] != cur[v*DW+:DW];
+    end
   end
+  wire any_empty = empty_q != '0;
+  wire changed = narrowed_q != '0;
   wire all_fixed = !choose_candidates;  // every active variable of cur has at most one value (read in COMMIT)
   wire node_conflict = conf_acc | any_empty;
   wire node_solved = !node_conflict && !changed && all_fixed;  // at the fixpoint (cur == nxt)
@@ -288,9 +316,9 @@ module fcsp_engine #(
   // other present value beats it, which compares every pair at once (a scan would chain DW comparators); the
   // winner is one-hot, which is what the two writes of a branch need (the left child's value, and the right child
   // with that value removed), so it is never encoded and decoded again.
+  // `present` is cur[bvar], registered in NODE_A, so the 81:1 read and the compares are not in one cycle.
   logic [DW-1:0] present, win;
   always_comb begin
-    present = cur[int'(bvar)*DW+:DW];
     for (int v = 0; v < DW; v++) begin
       win[v] = present[v];
       for (int u = 0; u < DW; u++)
@@ -327,9 +355,16 @@ module fcsp_engine #(
   wire [VW-1:0] cur_waddr = busy ? bvar : dom_addr;
   wire [DW-1:0] cur_wdata = busy ? win : dom_wdata;  // busy: the left child, the value fixed
 
-  // after a node: whether and how the search goes on (taken in COMMIT)
-  wire [63:0] solutions_now = solutions + 64'(node_solved);
-  wire stop_solved = node_solved && solutions_now == max_sol_q;
+  // after a node: whether and how the search goes on (taken in COMMIT). The 64-bit compares are registered a cycle
+  // ahead, off the path from the sweep's outcome to the next state: nodes changes only in NODE_A and solutions only in
+  // COMMIT, and COMMIT always follows an EVAL cycle.
+  logic at_limit, one_more_stops, had_solution;
+  always_ff @(posedge clk) begin
+    at_limit <= nodes == limit_q;
+    one_more_stops <= solutions == max_sol_less_one;
+    had_solution <= solutions != '0;
+  end
+  wire stop_solved = node_solved && one_more_stops;
   wire leaf = node_conflict || node_solved;
   wire exhausted = leaf && sp == '0;
 
@@ -355,7 +390,7 @@ module fcsp_engine #(
           mode_q <= mode_solve;
           use_prio_q <= use_prio;
           limit_q <= node_limit;
-          max_sol_q <= max_solutions;
+          max_sol_less_one <= max_solutions - 1'b1;
           status <= '0;
           aborted <= 1'b0;
           nodes <= '0;
@@ -367,7 +402,10 @@ module fcsp_engine #(
         end
         S_NODE_A: begin
           nodes <= nodes + 1'b1;
-          if (next_kind == N_BRANCH) bvar <= choose_var;
+          if (next_kind == N_BRANCH) begin
+            bvar <= choose_var;
+            present <= cur[int'(choose_var)*DW+:DW];
+          end
           if (next_kind == N_POP) sp <= sp - 1'b1;
           state <= S_NODE_B;
         end
@@ -378,22 +416,28 @@ module fcsp_engine #(
           state <= S_EVAL;
         end
         S_EVAL: begin
-          nxt <= (eval_first ? cur : nxt) & upd;
-          conf_acc <= (eval_first ? 1'b0 : conf_acc) | (|lane_conflict);
+          if (eval_out) begin
+            nxt <= nxt_new;
+            empty_q <= empty_new;
+            narrowed_q <= narrowed_new;
+            conf_acc <= (eval_first ? 1'b0 : conf_acc) | (|lane_conflict);
+          end
           if (eval_last) state <= S_COMMIT;
           else ecyc <= ecyc + 1'b1;
         end
         S_COMMIT: begin
           sweeps <= sweeps + 1'b1;
           ecyc <= '0;
+          // unconditionally, which keeps the sweep's outcome off cur's 729 enables: at a fixpoint nxt == cur, and
+          // after a conflict cur is dead (the next node pops the stack into it; the result was taken from cur above)
+          cur <= nxt;
           if (!node_conflict && changed) begin
-            cur <= nxt;
             state <= S_EVAL;  // the next sweep
           end else begin
             is_root <= 1'b0;
             if (is_root) res <= node_conflict ? '0 : cur;
             if (node_solved && solutions == '0) res <= cur;
-            solutions <= solutions_now;
+            if (node_solved) solutions <= solutions + 1'b1;
             if (!mode_q) begin
               status <= node_conflict ? CONFLICT : node_solved ? SOLVED : FIXPOINT;
               state <= S_DONE;
@@ -401,9 +445,9 @@ module fcsp_engine #(
               status <= SOLVED;
               state <= S_DONE;
             end else if (exhausted) begin
-              status <= solutions_now != '0 ? SOLVED : UNSAT;
+              status <= had_solution || node_solved ? SOLVED : UNSAT;
               state <= S_DONE;
-            end else if (nodes == limit_q) begin
+            end else if (at_limit) begin
               status <= LIMIT;
               state <= S_DONE;
             end else if (abort_req) begin

@@ -1,6 +1,8 @@
 """fcsp_alldiff against the reference model (engine/reference.py ``alldiff``): seeded random vectors and edge cases.
 
-Combinational: set the inputs, wait 1 ns, read the outputs. The contract is the engine's: a propagator *fails* when
+Two pipeline stages: set the inputs, take a clock edge, then give the same domains to ``doms_late`` and read the
+outputs, with the first stage's inputs set to another vector by then (the outputs must be the registered record's,
+not those of what the first stage sees now). The contract is the engine's: a propagator *fails* when
 it raises ``conflict`` or leaves a used domain empty (the engine ends the node as a conflict in that sweep either
 way, and discards the domains). When the reference does not fail, the outputs of the used positions (the first
 ``m``) must equal the reference's and ``conflict`` must be clear; when it fails, the unit must fail too. (Two
@@ -24,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import cocotb
 import pytest
-from cocotb.triggers import Timer
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge, Timer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -62,15 +65,25 @@ class Vector:
 class TB:
     def __init__(self, dut: Any) -> None:
         self.dut = dut
+        Clock(dut.clk, 10, unit="ns").start()  # a task of its own (cocotb 2)
         p = json.loads(os.environ["FCSP_PARAMS"])
         self.ms, self.dw = p["MS"], p["DW"]
+        self.other = random.Random("another vector")
 
-    async def apply(self, v: Vector) -> tuple[list[int], bool]:
+    def stage1(self, v: Vector) -> None:
         dut, dw = self.dut, self.dw
         dut.doms.value = sum(x << (i * dw) for i, x in enumerate(v.doms))
         dut.used.value = (1 << v.m) - 1
         dut.exact.value = int(v.exact)
         dut.full.value = (1 << v.d) - 1
+
+    async def apply(self, v: Vector) -> tuple[list[int], bool]:
+        dut, dw = self.dut, self.dw
+        self.stage1(v)
+        await RisingEdge(dut.clk)
+        await Timer(1, "ns")  # past the edge: the first stage holds v
+        self.stage1(random_vector(self.other, self.ms, dw))
+        dut.doms_late.value = sum(x << (i * dw) for i, x in enumerate(v.doms))
         await Timer(1, "ns")
         outs = int(dut.outs.value)
         mask = (1 << dw) - 1

@@ -1,12 +1,12 @@
 """fcsp_choose against the reference model (engine/reference.py ``branch_choice``): seeded random vectors and edges.
 
 Pipelined (fcsp_choose.sv): set the inputs, read ``candidates_q`` after one clock edge and ``found``/``var_index``
-after two. The reference's choice is taken over the active
-variables with a nonempty domain (the engine branches only at a fixpoint, where no domain is empty; the unit counts
-a variable as a candidate when it has two values or more, so an empty one is none): ``found`` must be 1 exactly when
-one of them is unfixed, and then ``var_index`` must be the reference's variable (fewest values, ties to the lowest
-index). ``FCSP_UNIT_CASES`` sets the number of random vectors per parameter set (default 4000), ``FCSP_UNIT_SEED``
-the seed; a failure names the seed and the case, whose vector is ``random.Random(f"{seed}:{case}")``.
+after three. The reference's choice is taken over the active variables with a nonempty domain (the engine branches
+only at a fixpoint, where no domain is empty; the unit counts a variable as a candidate when it has two values or
+more, so an empty one is none): ``found`` must be 1 exactly when one of them is unfixed, and then ``var_index``
+must be the reference's variable (fewest values, ties to the lowest index). ``FCSP_UNIT_CASES`` sets the number of
+random vectors per parameter set (default 4000), ``FCSP_UNIT_SEED`` the seed; a failure names the seed and the case,
+whose vector is ``random.Random(f"{seed}:{case}")``.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class TB:
         await RisingEdge(dut.clk)
         await ReadOnly()
         candidates = bool(dut.candidates_q.value)
+        await RisingEdge(dut.clk)
         await RisingEdge(dut.clk)
         await ReadOnly()
         got = int(dut.var_index.value) if dut.found.value else None

@@ -11,6 +11,9 @@ everything through, except on a lane built with one kind (the 9x9 engine's ALLDI
 for any other kind only ``conflict`` (0) is compared. ``FCSP_UNIT_LANE_CASES`` sets the number of random vectors per
 parameter set (default 1000), ``FCSP_UNIT_SEED`` the seed; a failure names the seed and the case, whose vector is
 ``random.Random(f"{seed}:{case}")``.
+
+The lane is two pipeline stages: each vector is given, a clock edge taken, and the outputs read with the same domains
+on ``doms_late`` and another random record on the first stage's inputs (the outputs must be the registered record's).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import cocotb
 import pytest
-from cocotb.triggers import Timer
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge, Timer
 from fpgacsp_proto.isa import MAX_COEFF, MAX_RHS, LinearOp, Table2
 
 HERE = Path(__file__).resolve().parent
@@ -73,10 +77,24 @@ class Vector:
 class TB:
     def __init__(self, dut: Any) -> None:
         self.dut = dut
+        Clock(dut.clk, 10, unit="ns").start()  # a task of its own (cocotb 2)
         p = json.loads(os.environ["FCSP_PARAMS"])
         self.ms, self.dw, self.kinds = p["MS"], p["DW"], p["KINDS"]
+        self.other = random.Random("another record")
 
     async def apply(self, v: Vector) -> tuple[list[int], bool]:
+        dut, dw = self.dut, self.dw
+        self.stage1(v)
+        await RisingEdge(dut.clk)
+        await Timer(1, "ns")  # past the edge: the first stage holds v
+        self.stage1(random_vector(self.other, self.ms, dw))
+        dut.doms_late.value = sum(x << (i * dw) for i, x in enumerate(v.doms))
+        await Timer(1, "ns")
+        outs = int(dut.outs.value)
+        mask = (1 << dw) - 1
+        return [outs >> (i * dw) & mask for i in range(self.ms)], bool(dut.conflict.value)
+
+    def stage1(self, v: Vector) -> None:
         dut, dw = self.dut, self.dw
         dut.kind.value = v.kind
         dut.flag.value = int(v.flag)
@@ -87,10 +105,6 @@ class TB:
         dut.rhs.value = v.rhs & ((1 << 64) - 1)
         dut.coeffs.value = sum((a & 0xFFFF_FFFF) << (32 * i) for i, a in enumerate(v.coeffs))
         dut.rows.value = sum(row << (a * dw) for a, row in enumerate(v.rows))
-        await Timer(1, "ns")
-        outs = int(dut.outs.value)
-        mask = (1 << dw) - 1
-        return [outs >> (i * dw) & mask for i in range(self.ms)], bool(dut.conflict.value)
 
     def expected(self, v: Vector) -> tuple[list[int | None], bool | None]:
         """The outputs (None: not compared) and the conflict flag (None: the lane must fail, as the reference does:

@@ -125,7 +125,8 @@ def completion_crc(ring: np.ndarray, offset: int) -> int:
 
 
 def cycle_count(sweeps: int, nodes: int, constraints: int, lanes: int) -> int:
-    """The cycle model: a sweep evaluates every propagator, ``lanes`` per cycle, plus one cycle to AND the
-    outputs; a search node costs two more (save a frame, pick the branching variable)."""
-    per_sweep = -(-max(constraints, 1) // max(lanes, 1)) + 1
+    """The cycle model: a sweep evaluates every propagator, ``lanes`` per cycle, in a two-stage pipeline (one cycle
+    more for the last group's outputs), plus one cycle to check and commit the ANDed outputs; a search node costs two
+    more (save a frame, pick the branching variable). The RTL engine (fpga_bitstream/rtl) runs exactly this."""
+    per_sweep = -(-max(constraints, 1) // max(lanes, 1)) + 2
     return sweeps * per_sweep + 2 * nodes
