@@ -7,6 +7,8 @@
 //   stage 3: the remaining levels, registered at every clock edge: `var_index` and `found`.
 //
 // So `var_index` and `found` are the choice over `doms` and `active` as they were three clock edges ago, and
+// `var_index_early` (stage 3 before its register, for a block RAM's address, whose own register is that stage) the
+// same choice over the domains of two edges ago; and
 // `candidates_q` (some active variable has two values or more) as they were one edge ago. The engine reads them where
 // the domains have been stable that long: it chooses in NODE_A, which only ever follows the two EVAL cycles and the
 // COMMIT of a sweep that changed nothing, and it asks whether every variable is fixed in COMMIT, which follows EVAL.
@@ -19,6 +21,7 @@ module fcsp_choose #(
     input  logic [NV*DW-1:0] doms,
     input  logic [   NV-1:0] active,
     output logic [   VW-1:0] var_index,
+    output logic [   VW-1:0] var_index_early,
     output logic             found,
     output logic             candidates_q
 );
@@ -77,10 +80,11 @@ module fcsp_choose #(
       for (int i = 0; i < P / 2; i++)
         if (i < (N2 >> level))
           k3[i*KW+:KW] = k3[(2*i+1)*KW+VW+:CW] < k3[2*i*KW+VW+:CW] ? k3[(2*i+1)*KW+:KW] : k3[2*i*KW+:KW];
+    var_index_early = k3[0+:VW];
   end
 
   always_ff @(posedge clk) begin
-    var_index <= k3[0+:VW];
+    var_index <= var_index_early;
     found <= k3[VW+:CW] != NONE;
   end
 endmodule

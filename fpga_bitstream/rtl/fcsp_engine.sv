@@ -280,11 +280,11 @@ module fcsp_engine #(
   // pipelined (fcsp_choose.sv): the choice is over cur of two cycles ago and candidates_q over cur of one cycle ago,
   // which is cur now wherever they are read: NODE_A follows a sweep's EVAL and COMMIT with cur unchanged, and
   // COMMIT follows EVAL (cur changes only at the end of COMMIT and of NODE_B)
-  logic [VW-1:0] choose_var;
+  logic [VW-1:0] choose_var, choose_var_early;
   logic choose_found, choose_candidates;
   fcsp_choose #(.NV(NV), .DW(DW)) u_choose (
-      .clk(clk), .doms(cur), .active(active), .var_index(choose_var), .found(choose_found),
-      .candidates_q(choose_candidates)
+      .clk(clk), .doms(cur), .active(active), .var_index(choose_var), .var_index_early(choose_var_early),
+      .found(choose_found), .candidates_q(choose_candidates)
   );
 
   // --- the end of a sweep ----------------------------------------------------------------------------------
@@ -305,11 +305,15 @@ module fcsp_engine #(
   wire node_conflict = conf_acc | any_empty;
   wire node_solved = !node_conflict && !changed && all_fixed;  // at the fixpoint (cur == nxt)
 
+  // The priority row of the branching variable, read in COMMIT (where the chooser's early output is already the
+  // choice) and registered again for NODE_B: a block RAM's output is slow (5.8 ns on ECP5, the first routed
+  // critical path), a flip-flop's is not.
   logic [DW*8-1:0] prio_mem[NV];
-  logic [DW*8-1:0] prio_row;
+  logic [DW*8-1:0] prio_read, prio_row;
   always_ff @(posedge clk) begin
     if (prio_we && !busy) prio_mem[prio_addr] <= prio_wdata;
-    prio_row <= prio_mem[choose_var];
+    prio_read <= prio_mem[choose_var_early];
+    prio_row <= prio_read;
   end
 
   // The value: highest priority, ties (and no priorities) to the lowest value. Value v wins when it is present and no

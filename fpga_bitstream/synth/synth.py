@@ -9,8 +9,10 @@ tools of the venv (Yosys and nextpnr compiled to WebAssembly: slow, but the same
   synthesised alone, so the report can say where the engine's LUTs go: ``LANES`` lanes, one chooser, and the
   rest (the variable crossbar both ways, the registers and the control) by difference;
 - ``ecp5``: Yosys ``synth_ecp5`` (LUT4, TRELLIS_FF, DP16KD), then ``nextpnr-ecp5`` out of context (the engine's
-  ports are far more than a package's pins) at ``--freq 100 --timing-allow-fail``: the achieved Fmax of ``clk``
-  and the device utilisation. Skipped, and said so, when synthesis already needs more LUT4 than the device has.
+  ports are far more than a package's pins) at ``--freq 100 --timing-allow-fail`` with ``--router router2``: the
+  achieved Fmax of ``clk``, the critical path and the device utilisation. (router1, nextpnr's default, had routed
+  about a seventh of the 9x9 engine's arcs after 25 minutes on a 2-core machine; router2 routes it in about three.)
+  Skipped, and said so, when synthesis already needs more LUT4 than the device has.
 
 It writes ``fpga_bitstream/reports/<config>.json`` (the numbers, the tool versions, the parameters, the command,
 the date, each step's wall time, and ``source_sha256`` over the RTL and this script, which
@@ -338,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="Yosys runs at once (their wall times share the CPUs)")
     parser.add_argument("--synth-timeout", type=float, default=4 * 3600.0, help="seconds per Yosys run")
     parser.add_argument("--pnr-timeout", type=float, default=1500.0, help="seconds for nextpnr (default 25 min)")
+    parser.add_argument(
+        "--router", default="router2", choices=["router1", "router2"], help="nextpnr's router (default router2)"
+    )
     parser.add_argument("--skip-units", action="store_true", help="no per-unit breakdown")
     parser.add_argument("--skip-pnr", action="store_true", help="ECP5 synthesis only")
     parser.add_argument(
@@ -462,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.freq:g}",
             "--timing-allow-fail",
             "--out-of-context",
+            "--router",
+            args.router,
             "--report",
             "nextpnr_report.json",
             "--log",

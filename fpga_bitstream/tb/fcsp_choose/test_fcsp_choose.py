@@ -1,12 +1,13 @@
 """fcsp_choose against the reference model (engine/reference.py ``branch_choice``): seeded random vectors and edges.
 
-Pipelined (fcsp_choose.sv): set the inputs, read ``candidates_q`` after one clock edge and ``found``/``var_index``
-after three. The reference's choice is taken over the active variables with a nonempty domain (the engine branches
-only at a fixpoint, where no domain is empty; the unit counts a variable as a candidate when it has two values or
-more, so an empty one is none): ``found`` must be 1 exactly when one of them is unfixed, and then ``var_index``
-must be the reference's variable (fewest values, ties to the lowest index). ``FCSP_UNIT_CASES`` sets the number of
-random vectors per parameter set (default 4000), ``FCSP_UNIT_SEED`` the seed; a failure names the seed and the case,
-whose vector is ``random.Random(f"{seed}:{case}")``.
+Pipelined (fcsp_choose.sv): set the inputs, read ``candidates_q`` after one clock edge, ``var_index_early`` after
+two (it must be ``var_index`` of the next edge) and ``found``/``var_index`` after three. The reference's choice is
+taken over the active variables with a nonempty domain (the engine branches only at a fixpoint, where no domain is
+empty; the unit counts a variable as a candidate when it has two values or more, so an empty one is none): ``found``
+must be 1 exactly when one of them is unfixed, and then ``var_index`` must be the reference's variable (fewest
+values, ties to the lowest index). ``FCSP_UNIT_CASES`` sets the number of random vectors per parameter set (default
+4000), ``FCSP_UNIT_SEED`` the seed; a failure names the seed and the case, whose vector is
+``random.Random(f"{seed}:{case}")``.
 """
 
 from __future__ import annotations
@@ -82,10 +83,13 @@ class TB:
         await ReadOnly()
         candidates = bool(dut.candidates_q.value)
         await RisingEdge(dut.clk)
+        await ReadOnly()
+        early = int(dut.var_index_early.value)
         await RisingEdge(dut.clk)
         await ReadOnly()
         got = int(dut.var_index.value) if dut.found.value else None
         assert candidates == (got is not None), f"candidates_q {int(candidates)} but found {int(got is not None)}"
+        assert got is None or early == got, f"var_index_early {early} != var_index {got} one edge later"
         await Timer(1, "ns")  # out of the read-only phase before the next inputs
         return got
 
