@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--router", default="router2", choices=["router1", "router2"], help="nextpnr's router (default router2)"
     )
+    parser.add_argument(
+        "--seed", type=int, default=1, help="nextpnr's placement seed (routing congestion depends on the placement)"
+    )
     parser.add_argument("--skip-units", action="store_true", help="no per-unit breakdown")
     parser.add_argument("--skip-pnr", action="store_true", help="ECP5 synthesis only")
     parser.add_argument(
@@ -469,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
             "--out-of-context",
             "--router",
             args.router,
+            "--seed",
+            str(args.seed),
             "--report",
             "nextpnr_report.json",
             "--log",
@@ -520,8 +525,10 @@ def results(report: Mapping[str, Any], lanes: int) -> dict[str, Any]:
     xilinx, synth, pnr = steps.get("xilinx", {}), steps.get("ecp5_synth", {}), steps.get("ecp5_pnr", {})
     luts = xilinx.get("luts")
     fmax = pnr.get("clk_fmax_mhz") if pnr.get("status") == "ok" else None
-    # without routing, nextpnr's figure is an estimate from the placement: recorded, never counted as the target
-    placed = pnr.get("clk_fmax_mhz") if str(pnr.get("status", "")).startswith("placed") else None
+    # without routing (--no-route, or a router stopped by --pnr-timeout), nextpnr's last figure is its estimate from
+    # the placement: recorded, never counted as the target
+    status = str(pnr.get("status", ""))
+    placed = pnr.get("clk_fmax_mhz") if status.startswith(("placed", "stopped")) else None
     out: dict[str, Any] = {
         "lut6": luts,
         "ff_xilinx": xilinx.get("ffs"),
