@@ -32,41 +32,45 @@ module fcsp_alldiff #(
     output logic [MS*DW-1:0] outs,
     output logic             conflict
 );
-  // {at least two bits set, at least one} of up to W bits: a saturating count, which maps to a few LUTs where the
-  // classic d & (d - 1) test builds a carry chain per domain. A balanced tree (pairs, then pairs of pairs: two of a
-  // union is two of either half or one of each), not a running count, which would chain one level per bit.
-  localparam int W = 1 << $clog2(MS > DW ? MS : DW);
-  function automatic logic [1:0] count2(input logic [W-1:0] x);
-    logic [W-1:0] any, two;
-    any = x;
-    two = '0;
-    for (int span = 1; span < W; span = span * 2)
-      for (int i = 0; i < W; i = i + 2 * span) begin
-        two[i] = two[i] | two[i+span] | (any[i] & any[i+span]);
-        any[i] = any[i] | any[i+span];
-      end
-    count2 = {two[0], any[0]};
+  // {at least two bits set, at least one}: a saturating count, which maps to a few LUTs where the classic
+  // d & (d - 1) test builds a carry chain per domain
+  function automatic logic [1:0] count2(input logic [DW-1:0] x);
+    logic any, two;
+    any = 1'b0;
+    two = 1'b0;
+    for (int b = 0; b < DW; b++) begin
+      two = two | (any & x[b]);
+      any = any | x[b];
+    end
+    count2 = {two, any};
   endfunction
 
   // --- stage 1: over the scope ---
-  logic [DW-1:0] fixed_once, fixed_twice, once, twice, hidden;
-  logic [MS-1:0] fixed, only_place, col_fixed, col_used;
+  logic [DW-1:0] fixed_once, fixed_twice, once, twice, hidden, d1;
+  logic [MS-1:0] fixed, only_place;
   logic [1:0] c;
   logic conflict_scope;
   always_comb begin
-    for (int i = 0; i < MS; i++) fixed[i] = used[i] && count2(W'(doms[i*DW+:DW])) == 2'b01;
-    for (int b = 0; b < DW; b++) begin  // value b's column over the scope
-      for (int i = 0; i < MS; i++) begin
-        col_fixed[i] = fixed[i] && doms[i*DW+b];
-        col_used[i] = used[i] && doms[i*DW+b];
+    fixed_once = '0;
+    fixed_twice = '0;
+    once = '0;
+    twice = '0;
+    for (int i = 0; i < MS; i++) begin
+      d1 = doms[i*DW+:DW];
+      fixed[i] = used[i] && count2(d1) == 2'b01;
+      if (fixed[i]) begin
+        fixed_twice = fixed_twice | (fixed_once & d1);
+        fixed_once  = fixed_once | d1;
       end
-      {fixed_twice[b], fixed_once[b]} = count2(W'(col_fixed));
-      {twice[b], once[b]} = count2(W'(col_used));
+      if (used[i]) begin
+        twice = twice | (once & d1);
+        once  = once | d1;
+      end
     end
     hidden = once & ~twice;  // the values with exactly one place
     conflict_scope = fixed_twice != '0 || (exact && once != full);
     for (int i = 0; i < MS; i++) begin
-      c = count2(W'(doms[i*DW+:DW] & hidden));
+      c = count2(doms[i*DW+:DW] & hidden);
       only_place[i] = exact && used[i] && c[0];  // the only place of some value: it keeps just those
       conflict_scope = conflict_scope | (only_place[i] & c[1]);  // ... of two values
     end
