@@ -14,44 +14,22 @@ the case, whose vector is ``random.Random(f"{seed}:{case}")``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cocotb
 import pytest
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge, Timer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-
-def load_reference() -> ModuleType:
-    """engine/reference.py on its own: imported through its package it brings the numba kernels along (about 4 s at
-    every simulator start), and it needs only numpy and fpgacsp_proto."""
-    if "fcsp_reference" not in sys.modules:
-        package = importlib.util.find_spec("fpgacspd")
-        assert package is not None and package.submodule_search_locations is not None
-        path = Path(next(iter(package.submodule_search_locations))) / "engine" / "reference.py"
-        spec = importlib.util.spec_from_file_location("fcsp_reference", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # before it runs: its dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules["fcsp_reference"]
-
-
-if TYPE_CHECKING:
-    from fpgacspd.engine import reference
-else:
-    reference = load_reference()
+from unit_tb import pack, reference, through_two_stages  # noqa: E402  (tb/ is on the path from the line above)
 
 
 @dataclass(frozen=True)
@@ -72,22 +50,14 @@ class TB:
 
     def stage1(self, v: Vector) -> None:
         dut, dw = self.dut, self.dw
-        dut.doms.value = sum(x << (i * dw) for i, x in enumerate(v.doms))
+        dut.doms.value = pack(v.doms, dw)
         dut.used.value = (1 << v.m) - 1
         dut.exact.value = int(v.exact)
         dut.full.value = (1 << v.d) - 1
 
     async def apply(self, v: Vector) -> tuple[list[int], bool]:
-        dut, dw = self.dut, self.dw
-        self.stage1(v)
-        await RisingEdge(dut.clk)
-        await Timer(1, "ns")  # past the edge: the first stage holds v
-        self.stage1(random_vector(self.other, self.ms, dw))
-        dut.doms_late.value = sum(x << (i * dw) for i, x in enumerate(v.doms))
-        await Timer(1, "ns")
-        outs = int(dut.outs.value)
-        mask = (1 << dw) - 1
-        return [outs >> (i * dw) & mask for i in range(self.ms)], bool(dut.conflict.value)
+        scramble = random_vector(self.other, self.ms, self.dw)
+        return await through_two_stages(self.dut, self.stage1, v, v.doms, scramble, self.ms, self.dw)
 
     async def check(self, v: Vector, name: str) -> None:
         got_outs, got_conflict = await self.apply(v)

@@ -12,15 +12,13 @@ whose vector is ``random.Random(f"{seed}:{case}")``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cocotb
 import pytest
@@ -30,26 +28,7 @@ from fpgacsp_proto.isa import MAX_COEFF, MAX_RHS, LinearOp
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-
-def load_reference() -> ModuleType:
-    """engine/reference.py on its own: imported through its package it brings the numba kernels along (about 4 s at
-    every simulator start), and it needs only numpy and fpgacsp_proto."""
-    if "fcsp_reference" not in sys.modules:
-        package = importlib.util.find_spec("fpgacspd")
-        assert package is not None and package.submodule_search_locations is not None
-        path = Path(next(iter(package.submodule_search_locations))) / "engine" / "reference.py"
-        spec = importlib.util.spec_from_file_location("fcsp_reference", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # before it runs: its dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules["fcsp_reference"]
-
-
-if TYPE_CHECKING:
-    from fpgacspd.engine import reference
-else:
-    reference = load_reference()
+from unit_tb import reference  # noqa: E402  (tb/ is on the path from the line above)
 
 
 @dataclass(frozen=True)
