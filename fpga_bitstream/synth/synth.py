@@ -45,7 +45,10 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fpgacspd.rtl.params import EngineParams
 
 HERE = Path(__file__).resolve().parent
 HW = HERE.parent  # fpga_bitstream/
@@ -315,6 +318,50 @@ def versions() -> dict[str, str]:
     return found
 
 
+# --- the propagation core: what no controller can save -----------------------------------------------------
+
+CORE = "fcsp_prop_core"
+
+
+def propagation_core(params: EngineParams) -> str:
+    """A measurement harness, not part of the engine: the wired engine's propagation alone (one fcsp_lane per wired
+    scope with its used positions as constants, the AND of each variable's lane outputs into it, and the domains
+    registered), without the search, the stack, the program memory or the counters. Synthesised like the engine,
+    its LUTs are the floor of this design: what the controller, however small, adds to."""
+    ms, dw, nv = params.max_scope, params.domain_width, params.num_vars
+    lines = [
+        f"module {CORE} (input logic clk, input logic load, input logic [{nv * dw - 1}:0] din, input logic exact,",
+        f"    input logic [{dw - 1}:0] full, output logic [{nv * dw - 1}:0] cur, output logic conflict,",
+        "    output logic changed);",
+        f"  logic [{nv * dw - 1}:0] nxt, upd;",
+        f"  logic [{len(params.scopes) - 1}:0] lane_conflict;",
+    ]
+    for c, scope in enumerate(params.scopes):
+        doms = "{" + ", ".join(f"cur[{v * dw}+:{dw}]" for v in reversed(scope)) + "}"
+        if len(scope) < ms:
+            doms = "{" + f"{(ms - len(scope)) * dw}'d0, " + doms[1:]
+        lines += [
+            f"  logic [{ms * dw - 1}:0] outs{c};",
+            f"  fcsp_lane #(.MS({ms}), .DW({dw}), .KINDS({params.kinds})) u{c} (.clk(clk), .kind(3'd1), .flag(exact),",
+            f"      .used({ms}'d{(1 << len(scope)) - 1}), .full(full), .doms({doms}), .k('0), .rhs('0), .coeffs('0),",
+            f"      .rows('0), .doms_late({doms}), .outs(outs{c}), .conflict(lane_conflict[{c}]));",
+        ]
+    for v, occurrences in enumerate(params.occurrences()):
+        terms = "".join(f" & outs{c}[{p * dw}+:{dw}]" for c, p in occurrences)
+        lines.append(f"  assign upd[{v * dw}+:{dw}] = cur[{v * dw}+:{dw}]{terms};")
+    lines += [
+        "  always_ff @(posedge clk) begin",
+        "    nxt <= upd;",
+        "    conflict <= |lane_conflict;",
+        "    changed <= nxt != cur;",
+        "    cur <= load ? din : nxt;",
+        "  end",
+        "endmodule",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 # --- the flow ------------------------------------------------------------------------------------------------
 
 
@@ -445,6 +492,26 @@ def main(argv: list[str] | None = None) -> int:
 
         return go
 
+    def core() -> None:
+        """The propagation core alone (propagation_core), in the engine's flow."""
+        path = work / "core" / f"{CORE}.sv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(propagation_core(params), encoding="utf-8")
+        script = "\n".join(
+            [
+                read + " " + Path(os.path.relpath(path, work)).as_posix(),
+                f"synth_xilinx -family xc7 -top {CORE} -flatten -noiopad",
+                f"tee -q -o {CORE}_stat.json stat -json",
+                "",
+            ]
+        )
+        run, record = yosys(script, f"unit_{CORE}", work, args.synth_timeout)
+        if record["status"] == "ok":
+            summary = xilinx_summary(cell_counts(work / f"{CORE}_stat.json"))
+            record.update({k: summary[k] for k in ("luts", "ffs", "luts_by_size")})
+        steps.setdefault("units", {})[CORE] = record
+        print(f"unit {CORE}: {record['status']} in {run.wall_s} s", file=sys.stderr)
+
     def ecp5() -> None:
         synthesise(ecp5_script, "ecp5_synth", "ecp5_stat.json", ecp5_summary)
         record = steps["ecp5_synth"]
@@ -506,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks: list[Callable[[], None]] = [ecp5, xilinx]  # ecp5 first: its place and route follows in the same task
     if not args.skip_units:
         tasks += [unit(m, v) for m, v in units.items()]
+        if params.scopes:
+            tasks.append(core)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for future in [pool.submit(task) for task in tasks]:
             future.result()
@@ -545,6 +614,7 @@ def results(report: Mapping[str, Any], lanes: int) -> dict[str, Any]:
     }
     unit_records = steps.get("units", {})
     lane, choose = unit_records.get("fcsp_lane", {}), unit_records.get("fcsp_choose", {})
+    out["core_lut6"] = unit_records.get(CORE, {}).get("luts")
     if luts is not None and lane.get("luts") is not None and choose.get("luts") is not None:
         lanes_luts = lanes * lane["luts"]
         out["lut6_breakdown"] = {
@@ -641,6 +711,15 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines += ["| part | LUT6 | share |", "|---|---|---|"]
         total = r["lut6"] or 1
         lines += [f"| {k} | {fmt(v)} | {100 * v / total:.0f}% |" for k, v in r["lut6_breakdown"].items()]
+    if r.get("core_lut6") is not None:
+        lines += [
+            "",
+            f"The propagation core alone (`{CORE}`, made by `propagation_core` in synth.py: the {p.get('LANES')} "
+            "lanes on their wired scopes, the AND into each variable and the domains' registers, with no search,",
+            f"stack, program memory or counters): **{fmt(r['core_lut6'])} LUT6**, "
+            f"{100 * r['core_lut6'] / TARGET_LUT6:.0f}% of the target. It is the floor of this design: whatever "
+            "the controller costs comes on top.",
+        ]
     lines += ["", "| step | status | wall time (s) | CPU time (s) | peak memory (MiB) |", "|---|---|---|---|---|"]
     named = [(name, steps[name]) for name in ("frontend", "xilinx", "ecp5_synth", "ecp5_pnr") if name in steps]
     named += [(f"unit {name}", u) for name, u in steps.get("units", {}).items()]
