@@ -1,10 +1,14 @@
-"""The register-level driver against the simulated card, on every job path.
+"""The register-level driver against the simulated card and against the card's RTL, on every job path.
 
 Every answer is compared bit for bit with the engine's fast core (itself tested against the reference model):
 RUN in both modes with and without priorities, batches split over several jobs and over more jobs than the
 ring holds, programs loaded by DMA (read back through the program-memory window), evicted when slots or program
 memory run out, unloaded; job errors (bad slot, bad program, unmapped buffer, over capability); the register
 semantics the model takes from the generated map (read-only, write-1-to-clear, single-pulse); the cycle model.
+
+The tests marked by the ``backend`` parameter run over both transports: ``sim`` and ``rtl`` (fcsp_card in Verilator,
+fpgacspd.device.rtl), with the same driver and the same assertions. The others need what only the model has (its
+build parameters, its register file) and run over ``sim``.
 """
 
 from __future__ import annotations
@@ -19,30 +23,47 @@ from fpgacspd.device import DeviceDead, DeviceFault, DriverTimeouts, RegisterDev
 from fpgacspd.device import _regmap as regs
 from fpgacspd.device.driver import Driver
 from fpgacspd.device.layout import RESULT, JobCode, Opcode, cycle_count
+from fpgacspd.device.rtl import RtlTransport
 from fpgacspd.device.sim import SimParams, SimTransport
+from fpgacspd.device.transport import Transport
 from fpgacspd.engine import FastEngine, SolveOptions
 from fpgacspd.errors import DeviceFailure, InvalidArgument
 from fpgacspd.selftest import known_answers
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from strategies import BatchCase, batch_cases, solve_options
 
 ENGINE = FastEngine(threads=1)
 
 
-def make(params: SimParams | None = None, queue_log2: int = 8, max_retries: int = 2) -> RegisterDevice:
-    transport = SimTransport(params or SimParams(threads=1))
-    dev = RegisterDevice(transport, DriverTimeouts(job_s=2.0), max_retries=max_retries)
+BACKENDS = ["sim", "rtl"]
+# the card's RTL runs in a simulator: a job takes milliseconds of host time per instance, a reset several register
+# round trips through the bridge
+TIMEOUTS = {"sim": DriverTimeouts(job_s=2.0), "rtl": DriverTimeouts(job_s=30.0, reset_s=10.0)}
+
+
+def make(
+    params: SimParams | None = None, queue_log2: int = 8, max_retries: int = 2, backend: str = "sim"
+) -> RegisterDevice:
+    transport: Transport = RtlTransport() if backend == "rtl" else SimTransport(params or SimParams(threads=1))
+    timeouts = TIMEOUTS[backend]
+    dev = RegisterDevice(transport, timeouts, max_retries=max_retries)
     if queue_log2 != 8:  # a smaller ring: re-attach the driver with it
         dev.driver.close()
-        dev.driver = Driver(transport, DriverTimeouts(job_s=2.0), queue_log2=queue_log2)
+        dev.driver = Driver(transport, timeouts, queue_log2=queue_log2)
     return dev
 
 
-@pytest.fixture(scope="module")
-def device() -> Iterator[RegisterDevice]:
-    dev = make()
+@pytest.fixture(scope="module", params=BACKENDS)
+def device(request: pytest.FixtureRequest) -> Iterator[RegisterDevice]:
+    dev = make(backend=request.param)
     yield dev
     dev.close()
+
+
+def fits(dev: RegisterDevice, program: Program) -> bool:
+    """Whether the card can hold ``program`` (the RTL card's engine is built for D <= 9)."""
+    caps = dev.driver.caps
+    return program.num_vars <= caps.max_vars and program.domain_size <= caps.max_domain
 
 
 def queens(n: int) -> Program:
@@ -65,6 +86,7 @@ def run(dev: RegisterDevice, program: Program, domains: np.ndarray, prios: np.nd
 def test_run_jobs_are_bit_identical_to_the_fast_core(
     device: RegisterDevice, case: BatchCase, options: SolveOptions
 ) -> None:
+    assume(fits(device, case.program))
     run(device, case.program, case.domains, case.priorities, options)
 
 
@@ -77,15 +99,18 @@ def test_both_modes_with_priorities_on_queens(device: RegisterDevice) -> None:
         run(device, program, doms, None, SolveOptions(mode, node_limit=7))
 
 
-def test_a_batch_beyond_the_job_size_and_the_ring_is_split_and_reassembled() -> None:
-    dev = make(SimParams(threads=1, max_instances=3), queue_log2=2)  # 3 instances a job, 3 jobs in flight
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_batch_beyond_the_job_size_and_the_ring_is_split_and_reassembled(backend: str) -> None:
+    # 3 jobs in flight; 3 instances a job on the model, the RTL card's CAP_JOB (16) on the RTL
+    dev = make(SimParams(threads=1, max_instances=3), queue_log2=2, backend=backend)
     try:
-        assert dev.driver.caps.max_instances == 3
+        per_job = dev.driver.caps.max_instances
+        assert per_job == (3 if backend == "sim" else 16)
         program = queens(6)
         doms = np.random.default_rng(2).integers(1, 64, (40, 6)).astype(np.uint64)
         jobs_before = dev.counters()["jobs"]
         run(dev, program, doms, None, SolveOptions(max_solutions=5))
-        assert dev.counters()["jobs"] - jobs_before == 1 + 14  # one LOAD, ceil(40 / 3) RUN jobs
+        assert dev.counters()["jobs"] - jobs_before == 1 + -(-40 // per_job)  # one LOAD, the RUN jobs
     finally:
         dev.close()
 
@@ -144,8 +169,9 @@ def submit_and_wait(dev: RegisterDevice, opcode: Opcode, **fields: int) -> JobCo
     return dev.driver.wait({tag})[tag].code
 
 
-def test_job_errors_are_reported_in_the_completion_and_do_not_halt_the_device() -> None:
-    dev = make()
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_job_errors_are_reported_in_the_completion_and_do_not_halt_the_device(backend: str) -> None:
+    dev = make(backend=backend)
     try:
         t = dev.transport
         buf = t.alloc_dma(4096)

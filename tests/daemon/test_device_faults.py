@@ -2,7 +2,8 @@
 
 The simulated card misbehaves on cue (:class:`FaultPlan`): a hung job, a device error, a corrupted completion, a
 slow answer (within and beyond the job timeout), a dropped interrupt, a wedged sequencer only a function-level
-reset clears. Each test checks the answer bit for bit against the fast core, the fault, reset and retry counts
+reset clears; and the faults a card can have, injected into the card's RTL (hung, halted, corrupted, a lost
+interrupt). Each test checks the answer bit for bit against the fast core, the fault, reset and retry counts
 the metrics see, and the path the recovery took.
 """
 
@@ -20,6 +21,7 @@ from fpgacsp_proto.encoding import program_id
 from fpgacsp_proto.isa import Program
 from fpgacspd.device import DeviceState, DeviceWorker, DriverTimeouts, RegisterDevice
 from fpgacspd.device.layout import DeviceError
+from fpgacspd.device.rtl import FaultKind, RtlTransport
 from fpgacspd.device.sim import Fault, FaultPlan, SimParams, SimTransport
 from fpgacspd.engine import FastEngine, SolveOptions
 from fpgacspd.errors import DeviceFailure, DeviceLost
@@ -251,3 +253,51 @@ def test_a_long_job_that_keeps_finishing_instances_is_not_a_hang() -> None:
         assert got.equals(ENGINE.solve(program, doms, None, options)) and not events.faults
     finally:
         dev.close()
+
+
+# ---------------------------------------------------------------------------------------------- the card's RTL
+# The faults a card can have, injected into fcsp_card through its testbench hooks (RtlTransport.arm): the same
+# detection and recovery as on the model. Its CAP_JOB is 16 instances, so the test batch of 24 is a job of 16 and one
+# of 8, and the fault is armed for the job of 16 (the self-test's jobs have at most 3).
+RTL_TIMEOUTS = DriverTimeouts(job_s=1.0, irq_poll_s=0.05, reset_s=10.0)
+
+
+@pytest.fixture(scope="module")
+def rtl_device() -> Iterator[tuple[RegisterDevice, Events]]:
+    events = Events()
+    dev = RegisterDevice(RtlTransport(), RTL_TIMEOUTS, 2, events)
+    yield dev, events
+    dev.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [(FaultKind.HANG, "timeout"), (FaultKind.ERROR, "device_error"), (FaultKind.CORRUPT, "bad_completion")],
+    ids=["hang", "error", "corrupt"],
+)
+def test_a_fault_of_the_rtl_card_is_recovered_by_reset_self_test_and_retry(
+    rtl_device: tuple[RegisterDevice, Events], fault: FaultKind, kind: str
+) -> None:
+    dev, events = rtl_device
+    transport = dev.transport
+    assert isinstance(transport, RtlTransport)
+    solve_and_check(dev)
+    before = (Counter(events.faults), Counter(events.resets), events.retries)
+    transport.arm(fault, count=dev.driver.caps.max_instances)
+    solve_and_check(dev)
+    assert events.faults - before[0] == Counter({kind: 1}) and events.resets - before[1] == Counter({"soft": 1})
+    assert events.retries - before[2] == 1
+    solve_and_check(dev)  # and the card is healthy afterwards
+    assert events.faults - before[0] == Counter({kind: 1})
+
+
+def test_a_dropped_interrupt_of_the_rtl_card_is_found_by_polling_without_a_reset(
+    rtl_device: tuple[RegisterDevice, Events],
+) -> None:
+    dev, events = rtl_device
+    transport = dev.transport
+    assert isinstance(transport, RtlTransport)
+    before = (Counter(events.faults), Counter(events.resets))
+    transport.arm(FaultKind.DROP_IRQ)  # the next completion's MSI-X message is lost between card and host
+    solve_and_check(dev)
+    assert events.faults - before[0] == Counter({"lost_interrupt": 1}) and events.resets == before[1]

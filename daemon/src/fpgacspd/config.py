@@ -25,7 +25,7 @@ from .metrics_http import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, DEFAU
 ENV_PREFIX = "FPGACSPD_"
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-BACKENDS = ("sim", "vfio")
+BACKENDS = ("sim", "vfio", "rtl")
 MAX_LIMIT = (1 << 63) - 1
 
 
@@ -74,7 +74,7 @@ class SolveConfig:
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    backend: str = "sim"  # the register-level driver over the simulated card; "vfio": a real card
+    backend: str = "sim"  # the register-level driver over the simulated card; "vfio": a real card; "rtl": its RTL
     address: str = ""  # vfio: the card's PCI address, e.g. 0000:01:00.0
     threads: int = 0  # sim: engine threads of the simulated card; 0: all cores
     job_timeout_ms: int = 10_000  # no completion and no instance finished for this long: the job hangs
@@ -223,7 +223,8 @@ SETTINGS: tuple[Setting, ...] = (
             MAX_LIMIT),
     Setting("solve", "max_request_instances", "--max-request-instances", "int", "batch_size allowed in one Solve", 1,
             1 << 24),
-    Setting("device", "backend", "--device-backend", "str", "transport under the driver: simulated or real card",
+    Setting("device", "backend", "--device-backend", "str",
+            "transport under the driver: simulated card (sim), real card (vfio) or the card's RTL in Verilator (rtl)",
             choices=BACKENDS, aliases=("--backend",)),
     Setting("device", "address", "--device", "str", "vfio: PCI address of the card, e.g. 0000:01:00.0",
             check=_pci_address),

@@ -1,7 +1,8 @@
 """The device layer: the Device interface, the register-level driver and its transports.
 
 ``make_device`` builds what ``[device]`` in the config asks for: the register-level driver over the
-``sim`` transport (the simulated card, default) or the ``vfio`` transport (a real card).
+``sim`` transport (the simulated card, default), the ``vfio`` transport (a real card) or the ``rtl`` transport (the
+card's RTL in Verilator).
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ def make_transport(config: DeviceConfig) -> Transport:
         if not config.address:
             raise TransportError("device.address: the vfio backend needs a PCI address (--device 0000:01:00.0)")
         return VfioTransport.open(config.address)
+    if config.backend == "rtl":
+        from .rtl import RtlTransport
+
+        if config.sim_faults:
+            raise TransportError(
+                "device.sim_faults: faults are injected into the simulated card only; the rtl backend takes them "
+                "from tests (RtlTransport.arm)"
+            )
+        return RtlTransport()
     raise ValueError(f"device.backend: unknown backend {config.backend!r}")
 
 

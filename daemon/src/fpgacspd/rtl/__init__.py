@@ -6,9 +6,10 @@ canonical encoding into the word image the engine's program memory is loaded wit
 """
 
 from .image import ImageError, compile_program, image_words
-from .params import SUDOKU9, SUDOKU9_CROSSBAR, TEST_SMALL, TEST_WIDE, EngineParams
+from .params import CARD, SUDOKU9, SUDOKU9_CROSSBAR, TEST_SMALL, TEST_WIDE, EngineParams
 
 __all__ = [
+    "CARD",
     "SUDOKU9",
     "SUDOKU9_CROSSBAR",
     "TEST_SMALL",

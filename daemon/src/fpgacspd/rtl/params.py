@@ -156,3 +156,7 @@ SUDOKU9 = EngineParams(
 )
 # 64-bit domains (TABLE2 rows over two words, LINEAR's widest products) on a narrow engine, one lane.
 TEST_WIDE = EngineParams(num_vars=4, domain_width=64, constraints=4, lanes=1, max_scope=3)
+# The engine of the card's RTL top level (fcsp_card, the ``rtl`` device backend): every kind, any program of up to
+# 81 variables, D <= 9 and 96 constraints of up to 9 positions (a 9x9 Sudoku, the self-test's programs, n-queens up
+# to 8), 8 lanes.
+CARD = EngineParams(num_vars=81, domain_width=9, constraints=96, lanes=8, max_scope=9)
