@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from fpgacsp.problems import queens_program
 from fpgacsp_proto.encoding import program_id
-from fpgacsp_proto.isa import Program
+from fpgacsp_proto.isa import Mode, Neq, Program, make_program
 from fpgacspd.device import DeviceState, DeviceWorker, DriverTimeouts, RegisterDevice
 from fpgacspd.device.layout import DeviceError
 from fpgacspd.device.rtl import FaultKind, RtlTransport
 from fpgacspd.device.sim import Fault, FaultPlan, SimParams, SimTransport
 from fpgacspd.engine import FastEngine, SolveOptions
-from fpgacspd.errors import DeviceFailure, DeviceLost
+from fpgacspd.errors import DeadlineExpired, DeviceFailure, DeviceLost
 from fpgacspd.selftest import known_answers
 
 ENGINE = FastEngine(threads=1)
@@ -297,7 +297,26 @@ def test_a_dropped_interrupt_of_the_rtl_card_is_found_by_polling_without_a_reset
     dev, events = rtl_device
     transport = dev.transport
     assert isinstance(transport, RtlTransport)
+    program, doms, options = batch()
+    doms = doms[: dev.driver.caps.max_instances]  # one RUN job: no later interrupt wakes the driver early
+    dev.load_program(program_id(program), program)
     before = (Counter(events.faults), Counter(events.resets))
     transport.arm(FaultKind.DROP_IRQ)  # the next completion's MSI-X message is lost between card and host
-    solve_and_check(dev)
+    got = dev.run_batch(program_id(program), program, doms, None, options)
+    assert got.equals(ENGINE.solve(program, doms, None, options))
     assert events.faults - before[0] == Counter({"lost_interrupt": 1}) and events.resets == before[1]
+
+
+def test_a_job_past_its_deadline_is_aborted_on_the_rtl_card_without_a_reset(
+    rtl_device: tuple[RegisterDevice, Events],
+) -> None:
+    dev, events = rtl_device
+    before = (Counter(events.faults), Counter(events.resets), events.aborts)
+    pigeons = make_program(9, 8, [Neq(i, j, 0) for i in range(9) for j in range(i + 1, 9)])  # 8! nodes to UNSAT
+    options = SolveOptions(Mode.SOLVE, node_limit=10**8)
+    start = time.monotonic()
+    with pytest.raises(DeadlineExpired, match="its job was aborted"):
+        dev.run_batch(program_id(pigeons), pigeons, np.full((1, 9), 255, np.uint64), None, options, start + 0.5)
+    assert time.monotonic() - start < 0.5 + RTL_TIMEOUTS.job_s  # CTRL.ABORT stopped the search at its next node
+    assert events.aborts == before[2] + 1 and events.faults == before[0] and events.resets == before[1]
+    solve_and_check(dev)  # the card serves on: no reset, the slots still loaded
