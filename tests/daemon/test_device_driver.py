@@ -13,6 +13,7 @@ build parameters, its register file) and run over ``sim``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -236,8 +237,9 @@ def test_results_record_and_cycle_model(device: RegisterDevice) -> None:
     assert after["instances"] - before["instances"] == 4 and after["jobs"] - before["jobs"] == 1
 
 
-def test_register_semantics_follow_the_generated_map() -> None:
-    t = SimTransport(SimParams(threads=1))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_register_semantics_follow_the_generated_map(backend: str) -> None:
+    t: Transport = RtlTransport() if backend == "rtl" else SimTransport(SimParams(threads=1))
     try:
         assert t.read32(regs.ID.OFFSET) == 0x46435350
         t.write32(regs.ID.OFFSET, 0)  # read-only
@@ -249,10 +251,30 @@ def test_register_semantics_follow_the_generated_map() -> None:
         t.write32(regs.CTRL.OFFSET, regs.CTRL.ENABLE.mask | regs.CTRL.SOFT_RESET.mask)
         assert t.read32(regs.CTRL.OFFSET) == 0  # single pulse reads 0; the reset cleared ENABLE
         assert t.read32(regs.SCRATCH.OFFSET) == 0x12345678  # soft reset keeps SCRATCH
-        t.card._regs[regs.IRQ_STATUS.OFFSET] = 0b11
+        # both interrupt sources, from real events: a NOP's completion, then a doorbell past the ring (QUEUE_CONFIG)
+        rings = t.alloc_dma(4096)
+        for lo, hi, size in ((regs.JQ_BASE_LO, regs.JQ_BASE_HI, regs.JQ_SIZE), (regs.CQ_BASE_LO, regs.CQ_BASE_HI,
+                                                                               regs.CQ_SIZE)):  # fmt: skip
+            base = rings.iova + (0 if size is regs.JQ_SIZE else 2048)
+            t.write32(lo.OFFSET, base & 0xFFFFFFFF)
+            t.write32(hi.OFFSET, base >> 32)
+            t.write32(size.OFFSET, 2)  # 4 entries
+        rings.data[:64] = 0  # a NOP descriptor, tag 0 (the card echoes whatever tag it gets)
+        t.write32(regs.CTRL.OFFSET, regs.CTRL.ENABLE.mask)
+        t.write32(regs.JQ_TAIL.OFFSET, 1)
+        wait_for(lambda: t.read32(regs.CQ_TAIL.OFFSET) == 1)
+        assert t.read32(regs.IRQ_STATUS.OFFSET) == 0b01 and t.read32(regs.PERF_JOBS.OFFSET) >= 1
+        t.write32(regs.JQ_TAIL.OFFSET, 5)  # past the 4-entry ring: a device error halts the card
+        wait_for(lambda: regs.STATUS.HALTED.get(t.read32(regs.STATUS.OFFSET)) == 1)
+        assert regs.ERROR.CODE.get(t.read32(regs.ERROR.OFFSET)) == 3  # QUEUE_CONFIG
+        assert t.read32(regs.IRQ_STATUS.OFFSET) == 0b11
         t.write32(regs.IRQ_STATUS.OFFSET, 0b01)  # write 1 to clear
         assert t.read32(regs.IRQ_STATUS.OFFSET) == 0b10
-        assert t.read32(0xFFC) == 0  # unmapped reads 0
+        t.write32(regs.CTRL.OFFSET, regs.CTRL.SOFT_RESET.mask)  # clears the rings, ERROR, IRQ_STATUS, IRQ_MASK
+        wait_for(lambda: regs.STATUS.READY.get(t.read32(regs.STATUS.OFFSET)) == 1)
+        assert [t.read32(r.OFFSET) for r in (regs.JQ_SIZE, regs.JQ_TAIL, regs.ERROR, regs.IRQ_STATUS)] == [0] * 4
+        assert t.read32(regs.IRQ_MASK.OFFSET) == 0b11 and t.read32(regs.PERF_JOBS.OFFSET) >= 1  # counters kept
+        assert t.read32(0x1FC) == 0  # unmapped reads 0
         with pytest.raises(Exception, match="4-byte aligned"):
             t.read32(0x2)
         t.write32(regs.PROG_WIN_ADDR.OFFSET, 8)
@@ -260,8 +282,17 @@ def test_register_semantics_follow_the_generated_map() -> None:
         assert t.read32(regs.PROG_WIN_ADDR.OFFSET) == 12
         t.write32(regs.PROG_WIN_ADDR.OFFSET, 8)
         assert t.read32(regs.PROG_WIN_DATA.OFFSET) == 0xCAFEF00D
+        assert t.read32(regs.PROG_WIN_ADDR.OFFSET) == 12
+        t.free_dma(rings)
     finally:
         t.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the card did not get there in time"
+        time.sleep(0.001)
 
 
 class WrongCard(SimTransport):
