@@ -82,7 +82,7 @@ def run(
         raise FileNotFoundError(f"{GENERATED[0].parent}: the register block is not generated; run `make regmap`")
     build_dir = BUILD / f"{toplevel}-{key}"
     name = simulator()
-    runner = _CardVerilator() if card and name == "verilator" else get_runner(name)
+    runner = _CardVerilator() if toplevel == "fcsp_card" and name == "verilator" else get_runner(name)
     runner.build(
         sources=GENERATED + SOURCES + CARD_SOURCES if card else SOURCES,
         hdl_toplevel=toplevel,
@@ -91,7 +91,7 @@ def run(
         timescale=("1ns", "1ps"),
         # PeakRDL's register block writes one struct from one always_comb per field, which Verilator reports as
         # MULTIDRIVEN although no bit has two drivers
-        build_args=["-Wno-MULTIDRIVEN", str(RTL / "card" / "public.vlt")] if card else [],
+        build_args=["-Wno-MULTIDRIVEN", str(RTL / "card" / "public.vlt")] if toplevel == "fcsp_card" else [],
     )
     results = runner.test(
         test_module=test_module,
