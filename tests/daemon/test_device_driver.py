@@ -23,7 +23,7 @@ from fpgacsp_proto.isa import AllDiff, Mode, Neq, Program, make_program
 from fpgacspd.device import DeviceDead, DeviceFault, DriverTimeouts, RegisterDevice
 from fpgacspd.device import _regmap as regs
 from fpgacspd.device.driver import Driver
-from fpgacspd.device.layout import RESULT, JobCode, Opcode, cycle_count
+from fpgacspd.device.layout import RESULT, DeviceError, JobCode, Opcode, cycle_count
 from fpgacspd.device.rtl import RtlTransport
 from fpgacspd.device.sim import SimParams, SimTransport
 from fpgacspd.device.transport import Transport
@@ -324,12 +324,19 @@ def test_the_driver_refuses_a_device_that_is_not_ours(card: Callable[[], WrongCa
         transport.close()
 
 
-def test_a_halted_device_is_reported_as_a_device_error() -> None:
-    dev = make(max_retries=0)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_halted_device_is_reported_as_a_device_error(backend: str) -> None:
+    dev = make(max_retries=0, backend=backend)
     try:
-        with dev.transport.card._cond:  # type: ignore[attr-defined]
-            dev.transport.card._halt(2, 0)  # type: ignore[attr-defined]  # DMA error
-        with pytest.raises(DeviceFailure, match=r"device_error: ERROR\.CODE DMA"):
+        if isinstance(dev.transport, SimTransport):
+            with dev.transport.card._cond:
+                dev.transport.card._halt(DeviceError.DMA, 0)
+            code = "DMA"
+        else:  # the card's RTL halts for real: a doorbell past the end of the job ring
+            dev.transport.write32(regs.JQ_TAIL.OFFSET, (1 << dev.driver._jq_log2) + 1)
+            wait_for(lambda: regs.STATUS.HALTED.get(dev.transport.read32(regs.STATUS.OFFSET)) == 1)
+            code = "QUEUE_CONFIG"
+        with pytest.raises(DeviceFailure, match=rf"device_error: ERROR\.CODE {code}"):
             dev.run_batch(program_id(queens(4)), queens(4), np.full((1, 4), 15, np.uint64), None, SolveOptions())
         with pytest.raises(DeviceFault):
             dev.driver.wait({dev.driver.submit(Opcode.NOP)})
