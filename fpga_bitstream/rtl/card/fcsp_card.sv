@@ -304,7 +304,7 @@ module fcsp_card
       .crc_out(crc_next)
   );
 
-  logic dec_start, dec_busy, dec_done, prog_we;
+  logic dec_start, dec_done, prog_we;
   logic [2:0] dec_code;
   logic [PBW-1:0] dec_base;
   logic [31:0] dec_len;
@@ -328,7 +328,6 @@ module fcsp_card
       .prog_we,
       .prog_addr,
       .prog_wdata,
-      .busy(dec_busy),
       .done(dec_done),
       .code(dec_code)
   );
@@ -784,7 +783,7 @@ module fcsp_card
   /* verilator lint_off UNUSEDSIGNAL */
   assign m_axi_awid = 4'd0;
   assign m_axi_arid = 4'd0;
-  wire unused = &{1'b0, m_axi_bid, m_axi_rid, flags[31:1], win_write_addr[1:0], dec_busy, eng_busy, eng_solutions[63:32], hdr[1:0],
+  wire unused = &{1'b0, m_axi_bid, m_axi_rid, flags[31:1], win_write_addr[1:0], eng_busy, eng_solutions[63:32], hdr[1:0],
                   hdr_w1[15:0], hdr_w2[31:24]};
   /* verilator lint_on UNUSEDSIGNAL */
 

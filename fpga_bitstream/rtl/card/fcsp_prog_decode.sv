@@ -32,7 +32,6 @@ module fcsp_prog_decode #(
     output logic           prog_we,
     output logic [ AW-1:0] prog_addr,
     output logic [   31:0] prog_wdata,
-    output logic           busy,
     output logic           done,   // one cycle; code valid with it
     output logic [    2:0] code    // 0 OK, 3 BAD_PROGRAM, 4 OVER_CAPABILITY (docs/device.md JobCode)
 );
@@ -94,7 +93,6 @@ module fcsp_prog_decode #(
   wire [31:0] rec = ci + 1;
 
   assign rd_addr = base + PBW'(pos);
-  assign busy = st != X_IDLE;
 
   always_ff @(posedge clk) begin
     prog_we <= 1'b0;

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
+from . import _regmap as regs
+
 
 class TransportError(RuntimeError):
     """Setting up or talking to the device failed; the message says what to check."""
@@ -65,6 +67,12 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release everything (buffers, interrupts, the device); idempotent."""
+
+
+def check_bar_offset(offset: int) -> None:
+    """A model transport's check of a BAR0 access (a real BAR is checked against its mapped size, vfio)."""
+    if offset % 4 or not 0 <= offset < regs.BAR0_SIZE:
+        raise TransportError(f"BAR0 access at {offset:#x}: must be 4-byte aligned and below {regs.BAR0_SIZE:#x}")
 
 
 def wait_interrupt(fds: tuple[int, ...], timeout_s: float) -> tuple[int, ...]:

@@ -24,12 +24,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .. import _regmap as regs
-from ..transport import DmaBuffer, TransportError
+from ..transport import DmaBuffer, TransportError, check_bar_offset
 from . import protocol as p
 
 _PAGE = 4096
@@ -123,11 +121,11 @@ class RtlTransport:
 
     # ------------------------------------------------------------------ the transport protocol
     def read32(self, offset: int) -> int:
-        _check_offset(offset)
+        check_bar_offset(offset)
         return self._request(p.Op.READ, offset)
 
     def write32(self, offset: int, value: int) -> None:
-        _check_offset(offset)
+        check_bar_offset(offset)
         self._request(p.Op.WRITE, offset, value & 0xFFFFFFFF)
 
     def alloc_dma(self, size: int) -> DmaBuffer:
@@ -261,14 +259,3 @@ class RtlTransport:
         with contextlib.suppress(BufferError):  # a DmaBuffer still holds a view: the mapping goes with the process
             self._arena.close()
         self._dir.cleanup()
-
-    def __enter__(self) -> RtlTransport:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def _check_offset(offset: int) -> None:
-    if offset % 4 or not 0 <= offset < regs.BAR0_SIZE:
-        raise TransportError(f"BAR0 access at {offset:#x}: must be 4-byte aligned and below {regs.BAR0_SIZE:#x}")

@@ -14,8 +14,7 @@ import threading
 
 import numpy as np
 
-from .. import _regmap as regs
-from ..transport import DmaBuffer, TransportError
+from ..transport import DmaBuffer, TransportError, check_bar_offset
 from .faults import FaultPlan
 from .model import DmaFault, SimDevice, SimParams
 
@@ -40,11 +39,11 @@ class SimTransport:
         self._closed = False
 
     def read32(self, offset: int) -> int:
-        _check_offset(offset)
+        check_bar_offset(offset)
         return self.card.read32(offset)
 
     def write32(self, offset: int, value: int) -> None:
-        _check_offset(offset)
+        check_bar_offset(offset)
         self.card.write32(offset, value & 0xFFFFFFFF)
 
     def alloc_dma(self, size: int) -> DmaBuffer:
@@ -86,8 +85,3 @@ class SimTransport:
             raise DmaFault(f"no mapping covers iova {iova:#x} + {nbytes}")
         start = iova - buf.iova
         return buf.data[start : start + nbytes]
-
-
-def _check_offset(offset: int) -> None:
-    if offset % 4 or not 0 <= offset < regs.BAR0_SIZE:
-        raise TransportError(f"BAR0 access at {offset:#x}: must be 4-byte aligned and below {regs.BAR0_SIZE:#x}")
