@@ -28,7 +28,9 @@ from fpgacspd.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from fpgacspd.interceptors import CallAccounting
 from fpgacspd.selftest import known_answers
+from fpgacspd.server_state import ServerState
 from fpgacspd.service import RAW_METHODS, AdminServicer, SolverServicer, to_status
 
 
@@ -37,16 +39,19 @@ class Aborted(Exception):  # noqa: N818 (stands for grpc's own abort exception)
 
 
 class FakeContext:
-    """The parts of ``grpc.aio.ServicerContext`` the servicers use."""
+    """The parts of ``grpc.aio.ServicerContext`` the servicers and the call accounting use."""
 
     def __init__(self, time_remaining: float | None = None) -> None:
-        self.code: grpc.StatusCode | None = None
+        self.status: grpc.StatusCode | None = None
         self.details = ""
         self._remaining = time_remaining
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
-        self.code, self.details = code, details
+        self.status, self.details = code, details
         raise Aborted(details)
+
+    def code(self) -> grpc.StatusCode | None:
+        return self.status
 
     def time_remaining(self) -> float | None:
         return self._remaining
@@ -82,16 +87,23 @@ def as_received(handler: Callable[..., Awaitable[Any]], request: Any) -> Any:
     return request.SerializeToString() if handler.__name__ in RAW_METHODS else request
 
 
+def accounted(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """The handler as the server runs it: inside the call accounting, which counts its answers."""
+    servicer = handler.__self__  # type: ignore[attr-defined]
+    accounting = CallAccounting((), ServerState(), servicer.core.metrics)
+    return accounting._accounted(handler, handler.__name__)
+
+
 async def call(handler: Callable[..., Awaitable[Any]], request: Any, timeout: float | None = None) -> Any:
-    return await handler(as_received(handler, request), FakeContext(timeout))
+    return await accounted(handler)(as_received(handler, request), FakeContext(timeout))
 
 
 async def fails(handler: Callable[..., Awaitable[Any]], request: Any) -> tuple[grpc.StatusCode, str]:
     ctx = FakeContext()
     with pytest.raises(Aborted):
-        await handler(as_received(handler, request), ctx)
-    assert ctx.code is not None
-    return ctx.code, ctx.details
+        await accounted(handler)(as_received(handler, request), ctx)
+    assert ctx.status is not None
+    return ctx.status, ctx.details
 
 
 async def register(solver: SolverServicer, program: Program, pin: bool = False) -> str:
@@ -256,7 +268,7 @@ def test_an_expired_deadline_is_deadline_exceeded() -> None:
         ctx = FakeContext(time_remaining=-0.001)
         with pytest.raises(Aborted):
             await solver.Solve(solve_request(pid, p, np.full((1, 6), 63, dtype=np.uint64)), ctx)
-        assert ctx.code == grpc.StatusCode.DEADLINE_EXCEEDED and ctx.details.startswith("deadline:")
+        assert ctx.status == grpc.StatusCode.DEADLINE_EXCEEDED and ctx.details.startswith("deadline:")
 
     with_daemon(test)
 

@@ -93,12 +93,11 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Refuse calls without a valid token (``UNAUTHENTICATED``) or with too small a role (``PERMISSION_DENIED``).
 
-    ``table()`` is asked on every call, so a reload (SIGHUP) takes effect at once; ``count(method, code)`` hears
-    of every refusal."""
+    ``table()`` is asked on every call, so a reload (SIGHUP) takes effect at once. A refusal is a handler that
+    answers the code, so :class:`fpgacspd.interceptors.CallAccounting` counts it like any other answer."""
 
-    def __init__(self, table: Callable[[], TokenTable | None], count: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, table: Callable[[], TokenTable | None]) -> None:
         self.table = table
-        self.count = count
 
     async def intercept_service(
         self,
@@ -114,22 +113,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = path.rpartition("/")[2]
         if role is None:
             why = "token rejected" if token else "no token: send 'authorization: Bearer TOKEN' metadata"
-            return self._refusal(grpc.StatusCode.UNAUTHENTICATED, f"auth: {why} (this daemon requires one)", method)
+            return _refusal(grpc.StatusCode.UNAUTHENTICATED, f"auth: {why} (this daemon requires one)")
         if path in ADMIN_ONLY and role != Role.ADMIN:
             service = path.split("/")[1].rpartition(".")[2]
-            return self._refusal(
+            return _refusal(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"auth: permission denied for {service}.{method}: the token's role is {role.value}, it needs admin",
-                method,
             )
         return await continuation(details)
 
-    def _refusal(self, code: grpc.StatusCode, message: str, method: str) -> grpc.RpcMethodHandler:
-        """A handler that answers ``code``: refusing needs no request, so none is parsed."""
-        if self.count is not None:
-            self.count(method, code.name)
 
-        async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
-            await context.abort(code, message)
+def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    """A handler that answers ``code``: refusing needs no request, so none is parsed."""
 
-        return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=lambda b: b)
+    async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
+
+    return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=lambda b: b)

@@ -45,9 +45,6 @@ class Core:
         self.batcher = Batcher(config.batching, self._run_batch, self.metrics)
         self.started = time.monotonic()
         self.version = __version__
-        # kept by service.rpc, so a shutdown knows when every handler has answered and calls stopped coming
-        self.active_rpcs = 0
-        self.last_rpc_at = 0.0
         self._background: set[asyncio.Task[object]] = set()
         self._recovery: asyncio.Task[None] | None = None
         self.state_listeners: list[Callable[[DeviceState], None]] = [self.metrics.set_device_state]

@@ -1,4 +1,9 @@
-"""Cross-cutting server concerns as grpc.aio interceptors: here, the request bodies that do not parse.
+"""Cross-cutting server concerns as grpc.aio interceptors: accounting of every call, and bodies that do not parse.
+
+:class:`CallAccounting` comes first (outermost), so it sees every answer of the Solver and Admin services,
+whoever gave it: the handler, the error boundary in ``service.rpc``, the token check
+(:class:`fpgacspd.auth.AuthInterceptor`) or :class:`DecodeBoundary`. It keeps the server state's count of
+running calls (the drain waits for it), times each call and counts its outcome by method and code.
 
 grpc parses a request with the method's deserializer before any handler runs; when that raises, grpc answers
 ``UNKNOWN`` ("Unexpected DecodeError") and nothing of ours ever sees the call. :class:`DecodeBoundary` gives every
@@ -10,14 +15,72 @@ and counted like every other answer. Methods that parse their own body off the e
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from .program_body import undecodable
+from .server_state import ServerState
+
+
+class CallObserver(Protocol):
+    """What the accounting reports (implemented by :class:`fpgacspd.metrics.Metrics`)."""
+
+    def count_request(self, method: str, code: str) -> None: ...
+
+    def observe_rpc(self, method: str, seconds: float) -> None: ...
+
+
+class CallAccounting(grpc.aio.ServerInterceptor):
+    """Running calls, time per call and answers by ``(method, code)`` for the methods under ``services``
+    (full method paths start with ``/<service>/``); health and reflection are left alone."""
+
+    def __init__(self, services: Collection[str], state: ServerState, observer: CallObserver) -> None:
+        self.prefixes = tuple(f"/{s}/" for s in services)
+        self.state = state
+        self.observer = observer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        path = handler_call_details.method
+        if handler is None or not path.startswith(self.prefixes) or handler.unary_unary is None:
+            return handler  # every Solver and Admin method is unary: nothing else to account here
+        return handler._replace(unary_unary=self._accounted(handler.unary_unary, path.rpartition("/")[2]))
+
+    def _accounted(self, behaviour: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+        state, observer = self.state, self.observer
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = state.call_started()
+            code = "OK"
+            try:
+                return await behaviour(request, context)
+            except asyncio.CancelledError:
+                # the caller cancelled or its deadline passed: gRPC answers it; we only count it
+                remaining = context.time_remaining()
+                code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+                raise
+            except BaseException:
+                # context.abort (the error boundary, a refusal) raised after setting the code; anything else is
+                # grpc's own INTERNAL
+                status = context.code()
+                code = status.name if isinstance(status, grpc.StatusCode) else "INTERNAL"
+                raise
+            finally:
+                state.call_ended()
+                observer.observe_rpc(method, time.monotonic() - started)
+                observer.count_request(method, code)
+
+        return unary_unary
 
 
 @dataclass(frozen=True)
@@ -53,11 +116,10 @@ def _raw(data: bytes) -> bytes:
 
 
 class DecodeBoundary(grpc.aio.ServerInterceptor):
-    """``INVALID_ARGUMENT`` for bodies that do not parse, on every method; ``count(method, code)`` hears of each."""
+    """``INVALID_ARGUMENT`` for bodies that do not parse, on every method (counted by :class:`CallAccounting`)."""
 
-    def __init__(self, raw_methods: Collection[str] = (), count: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, raw_methods: Collection[str] = ()) -> None:
         self.raw_methods = frozenset(raw_methods)
-        self.count = count
 
     async def intercept_service(
         self,
@@ -80,8 +142,6 @@ class DecodeBoundary(grpc.aio.ServerInterceptor):
         return handler._replace(request_deserializer=lenient, **{behaviour: wrapped})
 
     async def _refuse(self, bad: Undecodable, context: grpc.aio.ServicerContext, method: str) -> None:
-        if self.count is not None:
-            self.count(method, "INVALID_ARGUMENT")
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad.details)
 
     def _unary(self, behaviour: Callable[..., Any], method: str, streaming_response: bool) -> Callable[..., Any]:

@@ -36,9 +36,10 @@ from .auth import AuthInterceptor, TokenFileError, TokenTable
 from .config import Config
 from .core import Core
 from .device import DeviceInfo, DeviceState, DeviceWorker, TransportError, make_device
-from .interceptors import DecodeBoundary
+from .interceptors import CallAccounting, DecodeBoundary
 from .logs import get_logger, log_event
 from .metrics import Metrics
+from .server_state import ServerPhase, ServerState
 from .service import RAW_METHODS, AdminServicer, SolverServicer
 from .tls import ServerTLS, TLSConfigError
 
@@ -84,26 +85,52 @@ class StartupError(RuntimeError):
 
 
 class Daemon:
+    """The process's life in phases (:class:`ServerPhase`): constructing it opens nothing; :meth:`start` attaches
+    the device, binds, self-tests and announces; :meth:`shutdown` drains. Its bookkeeping is ``self.state``."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = Metrics()
-        device = make_device(config.device, events=self.metrics)
-        self.metrics.set_device_clock(device.driver.caps.clock_khz * 1000)  # for projected hardware time
-        self.worker = DeviceWorker(device)
-        self.core = Core(config, self.worker, self.metrics)
+        self.state = ServerState()
         self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
-        self.addresses: list[str] = []
-        self.metrics_address: str | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
-        self._signals = 0
-        self._ready_notified = False
         self.tokens: TokenTable | None = None  # server.auth_tokens, re-read on SIGHUP
         self.tls: ServerTLS | None = None  # server.tls_*, re-read on SIGHUP
-        self._started = False  # start() finished (its self-test ran)
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._core: Core | None = None
+
+    @property
+    def core(self) -> Core:
+        if self._core is None:
+            raise RuntimeError("daemon: the device is not attached yet (start() attaches it)")
+        return self._core
+
+    @property
+    def worker(self) -> DeviceWorker:
+        return self.core.worker
+
+    @property
+    def addresses(self) -> list[str]:
+        return self.state.addresses
+
+    @property
+    def metrics_address(self) -> str | None:
+        return self.state.metrics_address
+
+    async def _attach(self) -> None:
+        """The first startup phase: open the device (a card, its simulator warming its kernel, its RTL being
+        built) off the event loop, and wire the core around it. A device that cannot be opened stops startup."""
+        self.state.enter(ServerPhase.ATTACHING)
+        loop = asyncio.get_running_loop()
+        try:
+            device = await loop.run_in_executor(None, lambda: make_device(self.config.device, events=self.metrics))
+        except TransportError as e:  # a misconfigured host, or not our card
+            raise StartupError(str(e)) from e
+        self.metrics.set_device_clock(device.driver.caps.clock_khz * 1000)  # for projected hardware time
+        self._core = Core(self.config, DeviceWorker(device), self.metrics)
 
     # -- the one place signals are handled ------------------------------------------------------------
 
@@ -143,10 +170,10 @@ class Daemon:
         if action == SignalAction.REPORT:
             log_event(_log, logging.INFO, "signal", signal=sig.name, action=action.value, **self.report())
             return
-        self._signals += 1
-        log_event(_log, logging.INFO, "signal", signal=sig.name, action=action.value, count=self._signals)
+        self.state.stop_signals += 1
+        log_event(_log, logging.INFO, "signal", signal=sig.name, action=action.value, count=self.state.stop_signals)
         self._stop.set()
-        if self._signals > 1:
+        if self.state.stop_signals > 1:
             self._force.set()
 
     def reload(self) -> list[str]:
@@ -186,12 +213,15 @@ class Daemon:
 
     def report(self) -> dict[str, Any]:
         """The daemon's state in one record (SIGUSR1 logs it): for an operator looking at a live process."""
+        if self._core is None:
+            return {"phase": self.state.phase.value, "threads": threading.active_count()}
         stats = self.core.batcher.stats
         return {
+            "phase": self.state.phase.value,
             "state": self.worker.state.name.lower(),
             "device_busy_s": round(self.worker.busy_s, 3),
             "queue_depth": self.core.batcher.queue_depth,
-            "active_rpcs": self.core.active_rpcs,
+            "active_rpcs": self.state.active_rpcs,
             "programs": len(self.core.registry),
             "submitted": stats.submitted,
             "answered": stats.answered,
@@ -210,16 +240,20 @@ class Daemon:
     async def start(self) -> None:
         for service in HEALTH_SERVICES:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._attach()
+        self.state.enter(ServerPhase.STARTING)
         self.core.state_listeners.append(self._device_state_changed)
         if self.config.server.auth_tokens:
             try:
                 self.tokens = TokenTable.load(self.config.server.auth_tokens)
             except TokenFileError as e:
                 raise StartupError(str(e)) from e
-        # who may call comes first (a refused call is never parsed), then the bodies that do not parse
-        auth = AuthInterceptor(lambda: self.tokens, self.metrics.count_request)
-        boundary = DecodeBoundary(RAW_METHODS, self.metrics.count_request)
-        server = grpc.aio.server(options=list(SERVER_OPTIONS), interceptors=[auth, boundary])
+        # the accounting sees every answer; who may call comes next (a refused call is never parsed), then the
+        # bodies that do not parse
+        accounting = CallAccounting((SOLVER_SERVICE, ADMIN_SERVICE), self.state, self.metrics)
+        auth = AuthInterceptor(lambda: self.tokens)
+        boundary = DecodeBoundary(RAW_METHODS)
+        server = grpc.aio.server(options=list(SERVER_OPTIONS), interceptors=[accounting, auth, boundary])
         solver_pb2_grpc.add_SolverServicer_to_server(SolverServicer(self.core), server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -253,7 +287,7 @@ class Daemon:
         )  # fmt: skip
         if self.config.systemd.watchdog_usec:
             self._watchdog = asyncio.get_running_loop().create_task(self._watchdog_loop())
-        self._started = True
+        self.state.enter(ServerPhase.SERVING)
         # Everything allocated so far (grpc, numba's compiled kernels, the config: about 124,000 objects) lives as
         # long as the process. Left to the cyclic collector, each full pass walks all of it (25 ms on this
         # machine, far longer when the cores are busy) with the GIL held: a status or health check then waits.
@@ -264,9 +298,9 @@ class Daemon:
     def _notify_ready(self) -> None:
         """READY=1 and the ``ready`` line, once: after the startup self-test, or when a device that failed it
         was recovered later (a unit waits for READY=1)."""
-        if self._ready_notified:
+        if self.state.ready_notified:
             return
-        self._ready_notified = True
+        self.state.ready_notified = True
         sdnotify.notify(self.config.systemd.notify_socket, "READY=1\nSTATUS=serving")
         log_event(
             _log, logging.INFO, "ready", addresses=self.addresses, metrics_address=self.metrics_address,
@@ -286,11 +320,13 @@ class Daemon:
             )
         except OSError as e:
             raise StartupError(f"server.metrics_listen: cannot bind {address} ({e.strerror or e})") from e
-        self.metrics_address = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+        self.state.metrics_address = (
+            f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+        )
         log_event(_log, logging.INFO, "metrics_listening", address=self.metrics_address, path="/metrics")
 
     def _device_state_changed(self, state: DeviceState) -> None:
-        if state == DeviceState.READY and self._started and self.core.batcher.accepting:
+        if state == DeviceState.READY and self.state.phase == ServerPhase.SERVING and self.core.batcher.accepting:
             self._notify_ready()
         serving = health_pb2.HealthCheckResponse.SERVING if state == DeviceState.READY else None
         status = serving or health_pb2.HealthCheckResponse.NOT_SERVING
@@ -339,6 +375,7 @@ class Daemon:
         """
         grace = self.config.server.shutdown_grace_s
         start = time.monotonic()
+        self.state.enter(ServerPhase.DRAINING)
         log_event(_log, logging.INFO, "draining", queued=self.core.batcher.queue_depth, grace_s=grace)
         sdnotify.notify(self.config.systemd.notify_socket, "STOPPING=1")
         await self.health.enter_graceful_shutdown()
@@ -361,7 +398,7 @@ class Daemon:
             # wait for idle client connections to go away. A call that reaches grpc in the instant it stops (before
             # its client has read the GOAWAY) is cancelled by grpc.aio itself, which stops taking calls at once:
             # the one answer we cannot make UNAVAILABLE. The client library retries such a CANCELLED.
-            log_event(_log, logging.INFO, "grpc_stopping", active_rpcs=self.core.active_rpcs)
+            log_event(_log, logging.INFO, "grpc_stopping", active_rpcs=self.state.active_rpcs)
             await self.server.stop(FLUSH_GRACE_S)
         await self._close()
         stats = self.core.batcher.stats
@@ -384,7 +421,7 @@ class Daemon:
         ``QUIET_S``, or ``deadline``. grpc cancels calls that arrive while it stops, so stopping the moment
         the queue is empty would answer CANCELLED to clients that had not yet seen our UNAVAILABLE."""
         while time.monotonic() < deadline and not self._force.is_set():
-            if self.core.active_rpcs == 0 and time.monotonic() - self.core.last_rpc_at >= QUIET_S:
+            if self.state.quiet_for(QUIET_S):
                 return
             await asyncio.sleep(0.01)
 
@@ -393,13 +430,17 @@ class Daemon:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
-        await self.core.stop_recovery()
-        self.core.close()
         if self.server is not None:
             await self.server.stop(0)
-        await self.core.batcher.close()
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(self.metrics.shutdown(), loop.run_in_executor(None, self.worker.close))
+        if self._core is None:  # startup stopped before the device was attached
+            await self.metrics.shutdown()
+        else:
+            await self.core.stop_recovery()
+            self.core.close()
+            await self.core.batcher.close()
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(self.metrics.shutdown(), loop.run_in_executor(None, self.worker.close))
+        self.state.enter(ServerPhase.STOPPED)
 
 
 def _bind(server: grpc.aio.Server, address: str, tls: ServerTLS | None = None) -> str:
@@ -458,9 +499,4 @@ def heartbeat_moved(previous: int | None, current: int) -> bool:
 
 async def serve(config: Config) -> int:
     """The process's life; a late signal during interpreter exit is ignored (see :meth:`Daemon.run`)."""
-    try:
-        daemon = Daemon(config)
-    except TransportError as e:  # the device could not be attached: a misconfigured host, or not our card
-        log_event(_log, logging.CRITICAL, "startup_failed", error=str(e))
-        return 1
-    return await daemon.run(restore_signals=False)
+    return await Daemon(config).run(restore_signals=False)

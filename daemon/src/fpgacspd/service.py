@@ -1,14 +1,14 @@
 """Thin grpc.aio servicers for ``fpgacsp.v1.Solver`` and ``fpgacsp.v1.Admin``: decode, call the core, encode.
 
 Every exception becomes a gRPC status in ONE place, :func:`to_status` applied by the :func:`rpc`
-decorator, which also counts each answer by method and code for the metrics and ``GetStats``. A body that
+decorator; :class:`fpgacspd.interceptors.CallAccounting` counts each answer by method and code for the metrics
+and ``GetStats``. A body that
 does not parse never reaches a servicer: :class:`fpgacspd.interceptors.DecodeBoundary` answers it, on every
 method of every service.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -49,33 +49,20 @@ RAW_METHODS = frozenset({"RegisterProgram"})
 
 
 def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
-    """Wrap a handler: map its exceptions with :func:`to_status`, count every answer by code."""
+    """Wrap a handler in the error boundary: its exceptions become statuses by :func:`to_status`. Counting and
+    timing are :class:`fpgacspd.interceptors.CallAccounting`'s, which sees this status too."""
 
     def decorate(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
         @functools.wraps(fn)
         async def handler(self: _Servicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-            self.core.active_rpcs += 1
-            self.core.last_rpc_at = started = time.monotonic()
             try:
-                response = await fn(self, request, context)
-            except asyncio.CancelledError:
-                # the caller cancelled or its deadline passed: gRPC answers it; we only count it
-                remaining = context.time_remaining()
-                expired = remaining is not None and remaining <= 0
-                self.core.metrics.count_request(method, "DEADLINE_EXCEEDED" if expired else "CANCELLED")
-                raise
+                return await fn(self, request, context)
             except Exception as e:
                 code, message = to_status(e)
-                self.core.metrics.count_request(method, code.name)
                 if code == grpc.StatusCode.INTERNAL:
                     log_event(_log, logging.ERROR, "rpc_failed", method=method, error=message, exc_info=True)
                 await context.abort(code, message)
                 raise AssertionError("unreachable: context.abort raises") from e
-            finally:
-                self.core.active_rpcs -= 1
-                self.core.metrics.observe_rpc(method, time.monotonic() - started)
-            self.core.metrics.count_request(method, "OK")
-            return response
 
         return handler
 
