@@ -34,7 +34,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,8 @@ from bench._device import (
     render_recovery,
     render_register_path,
 )
+from bench._echo import METHOD as ECHO_METHOD
+from bench._echo import EchoServer
 from bench._report import REPO, git_commit, machine, versions
 from bench._serving import Daemon
 from bench._timing import Rate, timed_rate, windows
@@ -79,10 +81,17 @@ class Settings:
     latency_requests: int
     limit: int | None  # puzzles read from the file
     recovery_samples: int  # faulted batches per fault kind
+    runs: int  # latency and concurrency rows are measured this many times, side by side each time
 
 
-FULL = Settings(budget=5.0, rounds=5, duration=10.0, latency_requests=3000, limit=None, recovery_samples=5)
-QUICK = Settings(budget=0.3, rounds=1, duration=1.0, latency_requests=200, limit=300, recovery_samples=1)
+FULL = Settings(budget=5.0, rounds=5, duration=8.0, latency_requests=2000, limit=None, recovery_samples=5, runs=3)
+QUICK = Settings(budget=0.3, rounds=1, duration=1.0, latency_requests=200, limit=300, recovery_samples=1, runs=1)
+ECHO_LATENCY = "bare grpc.aio echo, TCP"
+IDLE_LATENCY = "default, TCP"
+STUB_LATENCY = "default, TCP, bare stub"
+ECHO_LOAD = "bare grpc.aio echo (same payload sizes)"
+LOAD_ON = "batching on (max_batch 1024, max_delay_us 0)"
+LOAD_OFF = "batching off (--max-batch 1)"
 
 
 @dataclass
@@ -110,6 +119,11 @@ class LoadResult:
     @property
     def per_s(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """CPU time of both processes (the load generator and the server) per answered request."""
+        return (self.client_cores + self.daemon_cores) * self.seconds / max(1, self.requests) * 1e3
 
 
 @dataclass(frozen=True)
@@ -165,64 +179,124 @@ def measure_throughput(daemon: Daemon, domains: np.ndarray, settings: Settings) 
     return rows
 
 
-async def closed_loop(label: str, daemon: Daemon, domains: np.ndarray, duration: float) -> LoadResult:
-    """``CLIENTS`` tasks, one channel each, each sending batch-1 requests back to back for ``duration`` s.
+@dataclass(frozen=True)
+class _Loop:
+    latencies: list[float]
+    errors: int
+    seconds: float
+    client_cpu: float
+    server_cpu: float
 
-    Clients connect and solve once before the clock starts; a request started before the end is waited for,
-    and the rate is the requests answered over the span from the start to the last answer. The daemon's
-    stats and both processes' CPU time are taken over the same span.
-    """
+
+async def _closed_loop(
+    calls: Sequence[Callable[[int], Awaitable[object]]], duration: float, server_cpu: Callable[[], float]
+) -> _Loop:
+    """One task per ``calls[i]``, each calling it back to back for ``duration`` s (its argument counts up by the
+    number of tasks, to walk the puzzles). A call started before the end is waited for; the span runs from the
+    start to the last answer, and both processes' CPU time is taken over it."""
+    latencies: list[float] = []
+    errors = 0
+    cpu = (time.process_time(), server_cpu())
+    start = time.perf_counter()
+    stop = start + duration
+    last = start
+
+    async def worker(i: int, call: Callable[[int], Awaitable[object]]) -> None:
+        nonlocal errors, last
+        j = i
+        while time.perf_counter() < stop:
+            sent = time.perf_counter()
+            try:
+                await call(j)
+                last = time.perf_counter()
+                latencies.append(last - sent)
+            except (fpgacsp.FpgacspError, grpc.RpcError):
+                errors += 1
+            j += len(calls)
+
+    await asyncio.gather(*(worker(i, c) for i, c in enumerate(calls)))
+    seconds = last - start
+    return _Loop(latencies, errors, seconds, time.process_time() - cpu[0], server_cpu() - cpu[1])
+
+
+def _load_result(label: str, run: _Loop, merged: float) -> LoadResult:
+    ms = np.array(run.latencies) * 1e3 if run.latencies else np.zeros(1)
+    p50, p99 = np.percentile(ms, [50, 99])
+    return LoadResult(
+        label, len(run.latencies), run.errors, run.seconds, float(p50), float(p99), merged,
+        run.client_cpu / run.seconds, run.server_cpu / run.seconds,
+    )  # fmt: skip
+
+
+async def closed_loop(label: str, daemon: Daemon, domains: np.ndarray, duration: float) -> LoadResult:
+    """``CLIENTS`` client-library connections, one channel each, sending batch-1 Solves back to back.
+
+    Clients connect and solve once before the clock starts; the daemon's stats are taken over the same span."""
     conns = [connect_async(daemon.address, timeout=30) for _ in range(CLIENTS)]
     for c in conns:
         await c.register(PROGRAM)
         await c.solve(PROGRAM, domains[:1])
     admin = connect_async(daemon.address, timeout=30)
     before = await admin.stats()
-    latencies: list[float] = []
-    errors = 0
-    cpu = (time.process_time(), daemon.cpu_seconds())
-    start = time.perf_counter()
-    stop = start + duration
-    last = start
 
-    async def worker(i: int, client: fpgacsp.AsyncClient) -> None:
-        nonlocal errors, last
-        j = i
-        while time.perf_counter() < stop:
-            sent = time.perf_counter()
-            try:
-                await client.solve(PROGRAM, domains[j % len(domains)][None])
-                last = time.perf_counter()
-                latencies.append(last - sent)
-            except fpgacsp.FpgacspError:
-                errors += 1
-            j += CLIENTS
+    def solver(client: fpgacsp.AsyncClient) -> Callable[[int], Awaitable[object]]:
+        return lambda j: client.solve(PROGRAM, domains[j % len(domains)][None])
 
-    await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
-    seconds = last - start
-    client_cpu, daemon_cpu = time.process_time() - cpu[0], daemon.cpu_seconds() - cpu[1]
+    run = await _closed_loop([solver(c) for c in conns], duration, daemon.cpu_seconds)
     after = await admin.stats()
     for c in [*conns, admin]:
         await c.close()
     batches = after.batches - before.batches
     merged = (after.count("Solve", "OK") - before.count("Solve", "OK")) / batches if batches else 0.0
-    ms = np.array(latencies) * 1e3 if latencies else np.zeros(1)
-    p50, p99 = np.percentile(ms, [50, 99])
-    return LoadResult(
-        label,
-        len(latencies),
-        errors,
-        seconds,
-        float(p50),
-        float(p99),
-        merged,
-        client_cpu / seconds,
-        daemon_cpu / seconds,
-    )
+    return _load_result(label, run, merged)
+
+
+async def echo_closed_loop(echo: EchoServer, request: bytes, duration: float) -> LoadResult:
+    """The same load on the bare echo server: ``CLIENTS`` grpc.aio channels, requests of a Solve's size."""
+    channels = [grpc.aio.insecure_channel(echo.address) for _ in range(CLIENTS)]
+    methods = [ch.unary_unary(ECHO_METHOD) for ch in channels]
+    for m in methods:
+        await m(request, timeout=30)
+
+    def caller(method: grpc.aio.UnaryUnaryMultiCallable) -> Callable[[int], Awaitable[object]]:
+        return lambda _j: method(request, timeout=30)
+
+    run = await _closed_loop([caller(m) for m in methods], duration, echo.cpu_seconds)
+    for ch in channels:
+        await ch.close()
+    return _load_result("bare grpc.aio echo (same payload sizes)", run, 1.0)
+
+
+def payload_sizes(address: str, domains: np.ndarray) -> tuple[bytes, int]:
+    """A batch-1 SolveRequest's bytes (the echo is sent those) and the size of the daemon's answer to it."""
+    with connect(address) as client, grpc.insecure_channel(address) as channel:
+        pid = client.register(PROGRAM)
+        request = solver_pb2.SolveRequest(
+            program_id=pid, batch_size=1, domains=pack_domains(domains[:1], PROGRAM.domain_size)
+        )
+        answer = solver_pb2_grpc.SolverStub(channel).Solve(request, timeout=30)
+    return request.SerializeToString(), answer.ByteSize()
 
 
 def measure_load(label: str, daemon: Daemon, domains: np.ndarray, settings: Settings) -> LoadResult:
     return asyncio.run(closed_loop(label, daemon, domains, settings.duration))
+
+
+def measure_echo_latency(echo: EchoServer, request: bytes, count: int) -> LatencyResult:
+    """Sequential calls of the bare echo server, timed like :func:`measure_latency`."""
+    with grpc.insecure_channel(echo.address) as channel:
+        method = channel.unary_unary(ECHO_METHOD)
+        for _ in range(20):
+            method(request, timeout=30)
+        lat = []
+        for _ in range(count):
+            start = time.perf_counter()
+            method(request, timeout=30)
+            lat.append(time.perf_counter() - start)
+            time.sleep(0.0005)
+    ms = np.array(lat) * 1e3
+    p50, p99 = np.percentile(ms, [50, 99])
+    return LatencyResult("bare grpc.aio echo, TCP", count, float(p50), float(p99), float(ms.mean()), 0.0, 0.0, 0.0)
 
 
 def measure_latency(label: str, target: str, domains: np.ndarray, count: int, raw: bool = False) -> LatencyResult:
@@ -274,20 +348,37 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
+def spread(values: Sequence[float], digits: int = 3) -> str:
+    """Median and (min-max) over the runs."""
+    med = float(np.median(values))
+    if len(values) < 2:
+        return f"{med:.{digits}g}" if med < 100 else f"{med:,.0f}"
+    lo, hi = min(values), max(values)
+    if med >= 100:
+        return f"{med:,.0f} ({lo:,.0f}-{hi:,.0f})"
+    return f"{med:.{digits}g} ({lo:.{digits}g}-{hi:.{digits}g})"
+
+
+def ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    """Run by run: each ratio compares two measurements taken side by side in the same round."""
+    return [x / y if y else 0.0 for x, y in zip(a, b, strict=True)]
+
+
 def render(
     rows: Sequence[ThroughputRow],
-    loads: Sequence[LoadResult],
-    lats: Sequence[LatencyResult],
+    loads: dict[str, list[LoadResult]],
+    lats: dict[str, list[LatencyResult]],
     device: tuple[Sequence[PathRow], Sequence[RecoveryRow]],
     failures: Sequence[str],
     meta: dict[str, str],
     quick: bool,
 ) -> str:
-    on, off = loads
-    idle = lats[0]
+    echo_lat, idle = lats[ECHO_LATENCY], lats[IDLE_LATENCY]
+    echo_load, on, off = loads[ECHO_LOAD], loads[LOAD_ON], loads[LOAD_OFF]
     big = next(r for r in rows if r.batch == 1024)
     paths, recoveries = device
-    reg = next(r for r in paths if r.batch == 1024)
+    one = next(r for r in paths if r.batch == 1)
+    runs = len(idle)
     out = [
         "# Serving benchmark" + (" (quick)" if quick else ""),
         "",
@@ -300,6 +391,9 @@ def render(
         f"- Whole run: {meta['total']}",
         "- The daemon and the load generator share this machine's cores (the daemon's device uses one thread per "
         "core, as does the local engine).",
+        f"- Latency and concurrency: {runs} runs, each measuring every row side by side; cells give the median "
+        "and (min-max) over the runs, ratios are taken run by run. The echo rows are a bare `grpc.aio` server in "
+        f"its own process answering requests of a batch-1 Solve's size ({meta['sizes']}): gRPC's own floor.",
         "",
         "## Throughput: one client, one request at a time (instances/s)",
         "",
@@ -313,41 +407,60 @@ def render(
         "",
         f"## {CLIENTS} concurrent clients, batch 1 (asyncio, one process, one channel per client, closed loop)",
         "",
-        "| daemon | requests/s | p50 ms | p99 ms | requests per device batch | CPU cores: clients / daemon "
-        "| requests | errors |",
+        "| server | requests/s | p50 ms | p99 ms | CPU ms per request (clients + server) | ÷ echo | "
+        "requests per device batch | errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for lr in loads:
+    echo_cpu = [lr.cpu_ms_per_request for lr in echo_load]
+    for label, load_runs in loads.items():
+        cpu = [lr.cpu_ms_per_request for lr in load_runs]
         out.append(
-            f"| {lr.label} | {fmt(lr.per_s)} | {lr.p50_ms:.2f} | {lr.p99_ms:.2f} | {lr.merged:.1f} | "
-            f"{lr.client_cores:.2f} / {lr.daemon_cores:.2f} | {lr.requests:,} | {lr.errors} |"
+            f"| {label} | {spread([lr.per_s for lr in load_runs])} | {spread([lr.p50_ms for lr in load_runs])} | "
+            f"{spread([lr.p99_ms for lr in load_runs])} | {spread(cpu)} | {spread(ratios(cpu, echo_cpu))} | "
+            f"{spread([lr.merged for lr in load_runs])} | {sum(lr.errors for lr in load_runs)} |"
         )
     out += [
         "",
-        "## Latency of one batch-1 request on an idle daemon (sequential requests)",
+        "## Latency of one batch-1 request on an idle server (sequential requests)",
         "",
-        "| daemon | p50 ms | p99 ms | mean ms | daemon queue µs (median) | device µs | daemon total µs | samples |",
+        "| server | p50 ms | ÷ echo p50 | p99 ms | daemon queue µs (median) | device µs | daemon total µs | "
+        "samples per run |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for lt in lats:
+    echo_p50 = [lt.p50_ms for lt in echo_lat]
+    for label, results in lats.items():
+        p50 = [lt.p50_ms for lt in results]
+        vs = spread(ratios(p50, echo_p50)) if len(results) == runs else "-"
+        daemon_cells = (
+            " | ".join(spread([getattr(lt, f) for lt in results]) for f in ("queue_us", "device_us", "daemon_us"))
+            if label != ECHO_LATENCY
+            else "- | - | -"
+        )
         out.append(
-            f"| {lt.label} | {lt.p50_ms:.3f} | {lt.p99_ms:.3f} | {lt.mean_ms:.3f} | {lt.queue_us:,.0f} | "
-            f"{lt.device_us:,.0f} | {lt.daemon_us:,.0f} | {lt.samples:,} |"
+            f"| {label} | {spread(p50)} | {vs} | {spread([lt.p99_ms for lt in results])} | {daemon_cells} | "
+            f"{results[0].samples:,} |"
         )
     out += ["", *render_register_path(paths), *render_recovery(recoveries)]
-    speedup = on.per_s / off.per_s if off.per_s else 0.0
+    idle_vs_echo = float(np.median(ratios([lt.p50_ms for lt in idle], echo_p50)))
+    cpu_vs_echo = float(np.median(ratios([lr.cpu_ms_per_request for lr in on], echo_cpu)))
+    batching = ratios([lr.per_s for lr in on], [lr.per_s for lr in off])
+    speedup = float(np.median(batching))
     out += [
         "",
         "## Targets",
         "",
-        f"- batch 1024 through the daemon at least 80% of the local engine: {big.ratio():.0%} "
+        f"- idle batch-1 p50 through the client library at most 1.5x the echo's: {idle_vs_echo:.2f}x "
+        f"({spread([lt.p50_ms for lt in idle])} vs {spread(echo_p50)} ms) {verdict(idle_vs_echo <= 1.5)}",
+        f"- CPU per request with {CLIENTS} concurrent batch-1 clients at most 1.5x the echo's: {cpu_vs_echo:.2f}x "
+        f"({spread([lr.cpu_ms_per_request for lr in on])} vs {spread(echo_cpu)} ms) {verdict(cpu_vs_echo <= 1.5)}",
+        f"- batching on vs off at {CLIENTS} clients at least 3x: {spread(batching)}x "
+        f"({spread([lr.per_s for lr in on])} vs {spread([lr.per_s for lr in off])} requests/s) "
+        f"{verdict(speedup >= 3)}",
+        f"- the register path with the simulated card adds at most 0.1 ms per batch-1 job: {one.overhead_ms:.2f} ms "
+        f"{verdict(one.overhead_ms <= 0.1)}",
+        f"- batch 1024 through the daemon at least 95% of the local engine: {big.ratio():.0%} "
         f"({fmt(big.rates['daemon_tcp'].per_s)} vs {fmt(big.rates['engine'].per_s)} instances/s) "
-        f"{verdict(big.ratio() >= 0.8)}",
-        f"- {CLIENTS} clients at batch 1, batching on at least 10x batching off: {speedup:.1f}x "
-        f"({fmt(on.per_s)} vs {fmt(off.per_s)} requests/s) {verdict(speedup >= 10)}",
-        f"- p50 of a batch-1 request on an idle daemon under 1 ms: {idle.p50_ms:.3f} ms {verdict(idle.p50_ms < 1.0)}",
-        f"- batch 1024 through driver + simulated card at least 90% of the fast core called directly: {reg.ratio:.0%} "
-        f"({fmt(reg.register_per_s)} vs {fmt(reg.direct_per_s)} instances/s) {verdict(reg.ratio >= 0.9)}",
+        f"{verdict(big.ratio() >= 0.95)}",
     ]
     if quick:
         out.append("- (quick run: short samples; its verdicts are not the benchmark's)")
@@ -381,26 +494,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress("register path")
     recoveries = measure_recovery(PROGRAM, domains, settings.recovery_samples)
     progress("recovery")
-    with Daemon() as daemon:
+    lats: dict[str, list[LatencyResult]] = {}
+    loads: dict[str, list[LoadResult]] = {}
+    n = settings.latency_requests
+    with Daemon() as daemon, Daemon(["--max-batch", "1"]) as unbatched:
         rows = measure_throughput(daemon, domains, settings)
         progress("throughput")
-        lats = [measure_latency("default, TCP", daemon.address, domains, settings.latency_requests)]
-        lats.append(measure_latency("default, unix", daemon.unix_address, domains, settings.latency_requests))
-        lats.append(
-            measure_latency("default, TCP, bare stub", daemon.address, domains, settings.latency_requests, raw=True)
-        )
-        progress("latency")
-        on = measure_load("batching on (max_batch 1024, max_delay_us 0)", daemon, domains, settings)
-        progress("64 clients, batching on")
-    with Daemon(["--max-batch", "1"]) as daemon:
-        off = measure_load("batching off (--max-batch 1)", daemon, domains, settings)
-        progress("64 clients, batching off")
+        request, response_bytes = payload_sizes(daemon.address, domains)
+        with EchoServer(response_bytes) as echo:
+            for run in range(settings.runs):  # every row of a run side by side, so ratios compare like with like
+                for label, lat in (
+                    (ECHO_LATENCY, lambda: measure_echo_latency(echo, request, n)),
+                    (IDLE_LATENCY, lambda: measure_latency(IDLE_LATENCY, daemon.address, domains, n)),
+                    ("default, unix", lambda: measure_latency("default, unix", daemon.unix_address, domains, n)),
+                    (STUB_LATENCY, lambda: measure_latency(STUB_LATENCY, daemon.address, domains, n, raw=True)),
+                ):
+                    lats.setdefault(label, []).append(lat())
+                progress(f"latency, run {run + 1}")
+                loads.setdefault(ECHO_LOAD, []).append(asyncio.run(echo_closed_loop(echo, request, settings.duration)))
+                loads.setdefault(LOAD_ON, []).append(measure_load(LOAD_ON, daemon, domains, settings))
+                loads.setdefault(LOAD_OFF, []).append(measure_load(LOAD_OFF, unbatched, domains, settings))
+                progress(f"{CLIENTS} clients, run {run + 1}")
     with Daemon(["--max-delay-us", "500"]) as daemon:
-        lats.append(measure_latency("--max-delay-us 500, TCP", daemon.address, domains, settings.latency_requests))
-        progress("latency without delay")
+        label = "--max-delay-us 500, TCP"
+        lats[label] = [measure_latency(label, daemon.address, domains, n)]
+        progress("latency with a batching delay")
 
     failures = [c for r in rows for c in r.checks]
-    failures += [f"{lr.label}: {lr.errors} requests failed" for lr in (on, off) if lr.errors]
+    failures += [f"{lr.label}: {lr.errors} requests failed" for rs in loads.values() for lr in rs if lr.errors]
     failures += [f"register path, batch {r.batch}: answer differs from the fast core" for r in paths if not r.checked]
     failures += [f"recovery from {r.fault}: a wrong answer" for r in recoveries if not r.correct]
     words = sys.argv[1:] if argv is None else list(argv)
@@ -411,10 +532,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "puzzles": f"{len(domains):,}",
         "settings": f"{settings.budget:g} s per throughput cell (in {settings.rounds} interleaved rounds), "
         f"{settings.duration:g} s per concurrency run, "
-        f"{settings.latency_requests:,} latency samples",
+        f"{settings.latency_requests:,} latency samples per run",
+        "sizes": f"{len(request)} request bytes, {response_bytes} answer bytes",
         "total": f"{time.perf_counter() - started:.0f} s",
     }
-    text = render(rows, (on, off), lats, (paths, recoveries), failures, meta, args.quick)
+    text = render(rows, loads, lats, (paths, recoveries), failures, meta, args.quick)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
