@@ -7,7 +7,6 @@ verdict, and the report names where and how it was produced.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 from fpgacsp_proto.isa import Mode, Neq, Program, make_program
-from fpgacspd.batcher import Batcher, SolveAnswer
+from fpgacspd.batcher import Answer, Batcher, SolveAnswer
 from fpgacspd.config import BatchingConfig
 from fpgacspd.engine import BatchResult, SolveOptions
 from fpgacspd.errors import DeadlineExpired, DeviceFailure, ResourceExhausted, Unavailable
 from fpgacspd.registry import ProgramEntry
+from fpgacspd.solve_batch import SolveBatch, merging
 
 SOLVE = SolveOptions()
 PROPAGATE = SolveOptions(Mode.PROPAGATE)
@@ -51,10 +52,8 @@ class FakeDevice:
     delay_s: float = 0.0
     deadlines: list[float | None] = field(default_factory=list)
 
-    async def __call__(
-        self, entry: ProgramEntry, domains: np.ndarray, priorities: np.ndarray | None, options: SolveOptions,
-        deadline: float | None = None,
-    ) -> BatchResult:  # fmt: skip
+    async def __call__(self, batch: SolveBatch, deadline: float | None = None) -> BatchResult:
+        entry, domains, priorities, options = batch.entry, batch.domains, batch.priorities, batch.options
         self.deadlines.append(deadline)
         self.batches.append((entry.program_id, len(domains), 0, options))
         self.seen_tags.extend(int(x) // 1000 for x in domains[:, 0])
@@ -86,9 +85,9 @@ def check_answer(answer: SolveAnswer, e: ProgramEntry, size: int, tag: int) -> N
 def test_requests_of_one_program_merge_into_one_batch_and_get_their_own_rows() -> None:
     async def main() -> None:
         dev = FakeDevice()
-        b = Batcher(BatchingConfig(max_batch=100, max_delay_us=1000), dev)
+        b = Batcher(BatchingConfig(max_batch=100, max_delay_us=1000), merging(dev))
         sizes = [1, 3, 2, 5, 1]
-        futs = [b.submit(A, rows(A, s, i), None, SOLVE) for i, s in enumerate(sizes)]
+        futs = [b.submit(SolveBatch(A, rows(A, s, i), None, SOLVE)) for i, s in enumerate(sizes)]
         b.start()
         answers = await asyncio.gather(*futs)
         assert len(dev.batches) == 1 and dev.batches[0][1] == sum(sizes)
@@ -108,9 +107,9 @@ def test_requests_of_one_program_merge_into_one_batch_and_get_their_own_rows() -
 def test_batches_respect_max_batch_and_never_split_a_request() -> None:
     async def main() -> None:
         dev = FakeDevice()
-        b = Batcher(BatchingConfig(max_batch=7, max_delay_us=0), dev)
-        futs = [b.submit(A, rows(A, 3, i), None, SOLVE) for i in range(5)]
-        big = b.submit(A, rows(A, 10, 9), None, SOLVE)  # larger than max_batch: runs alone
+        b = Batcher(BatchingConfig(max_batch=7, max_delay_us=0), merging(dev))
+        futs = [b.submit(SolveBatch(A, rows(A, 3, i), None, SOLVE)) for i in range(5)]
+        big = b.submit(SolveBatch(A, rows(A, 10, 9), None, SOLVE))  # larger than max_batch: runs alone
         b.start()
         answers = await asyncio.gather(*futs, big)
         assert [n for _, n, _, _ in dev.batches] == [6, 6, 3, 10]
@@ -125,12 +124,12 @@ def test_batches_respect_max_batch_and_never_split_a_request() -> None:
 def test_different_programs_and_options_are_never_merged() -> None:
     async def main() -> None:
         dev = FakeDevice()
-        b = Batcher(BatchingConfig(max_batch=100, max_delay_us=0), dev)
+        b = Batcher(BatchingConfig(max_batch=100, max_delay_us=0), merging(dev))
         futs = [
-            b.submit(A, rows(A, 1, 0), None, SOLVE),
-            b.submit(B, rows(B, 1, 1), None, SOLVE),
-            b.submit(A, rows(A, 1, 2), None, PROPAGATE),
-            b.submit(A, rows(A, 1, 3), None, SOLVE),
+            b.submit(SolveBatch(A, rows(A, 1, 0), None, SOLVE)),
+            b.submit(SolveBatch(B, rows(B, 1, 1), None, SOLVE)),
+            b.submit(SolveBatch(A, rows(A, 1, 2), None, PROPAGATE)),
+            b.submit(SolveBatch(A, rows(A, 1, 3), None, SOLVE)),
         ]
         b.start()
         answers = await asyncio.gather(*futs)
@@ -148,9 +147,9 @@ def test_different_programs_and_options_are_never_merged() -> None:
 def test_round_robin_keeps_a_busy_program_from_starving_another() -> None:
     async def main() -> None:
         dev = FakeDevice()
-        b = Batcher(BatchingConfig(max_batch=4, max_delay_us=0), dev)
-        flood = [b.submit(A, rows(A, 1, i), None, SOLVE) for i in range(40)]  # 10 full batches of A
-        lone = b.submit(B, rows(B, 1, 99), None, SOLVE)
+        b = Batcher(BatchingConfig(max_batch=4, max_delay_us=0), merging(dev))
+        flood = [b.submit(SolveBatch(A, rows(A, 1, i), None, SOLVE)) for i in range(40)]  # 10 full batches of A
+        lone = b.submit(SolveBatch(B, rows(B, 1, 99), None, SOLVE))
         b.start()
         await asyncio.gather(*flood, lone)
         order = [pid for pid, *_ in dev.batches]
@@ -163,17 +162,17 @@ def test_round_robin_keeps_a_busy_program_from_starving_another() -> None:
 def test_a_lone_request_waits_max_delay_for_companions() -> None:
     async def main() -> None:
         dev = FakeDevice()
-        b = Batcher(BatchingConfig(max_batch=8, max_delay_us=100_000), dev)
+        b = Batcher(BatchingConfig(max_batch=8, max_delay_us=100_000), merging(dev))
         b.start()
         t0 = time.monotonic()
-        ans = await b.submit(A, rows(A, 1, 0), None, SOLVE)
+        ans = await b.submit(SolveBatch(A, rows(A, 1, 0), None, SOLVE))
         waited = time.monotonic() - t0
         assert 0.095 <= waited < 1.0
         assert ans.queue_s >= 0.095
         # a companion arriving during the wait rides in the same batch
-        f1 = b.submit(A, rows(A, 1, 1), None, SOLVE)
+        f1 = b.submit(SolveBatch(A, rows(A, 1, 1), None, SOLVE))
         await asyncio.sleep(0.02)
-        f2 = b.submit(A, rows(A, 1, 2), None, SOLVE)
+        f2 = b.submit(SolveBatch(A, rows(A, 1, 2), None, SOLVE))
         a1, a2 = await asyncio.gather(f1, f2)
         assert a1.merged_requests == a2.merged_requests == 2
         assert a1.queue_s >= 0.095 and 0.06 <= a2.queue_s < a1.queue_s  # delay counts from the OLDEST request
@@ -185,10 +184,10 @@ def test_a_lone_request_waits_max_delay_for_companions() -> None:
 def test_a_full_batch_goes_without_waiting() -> None:
     async def main() -> None:
         dev = FakeDevice()
-        b = Batcher(BatchingConfig(max_batch=4, max_delay_us=5_000_000), dev)
+        b = Batcher(BatchingConfig(max_batch=4, max_delay_us=5_000_000), merging(dev))
         b.start()
         t0 = time.monotonic()
-        await asyncio.gather(*[b.submit(A, rows(A, 2, i), None, SOLVE) for i in range(2)])
+        await asyncio.gather(*[b.submit(SolveBatch(A, rows(A, 2, i), None, SOLVE)) for i in range(2)])
         assert time.monotonic() - t0 < 1.0
         assert dev.batches[0][1] == 4
         await b.close()
@@ -199,15 +198,15 @@ def test_a_full_batch_goes_without_waiting() -> None:
 def test_full_queue_is_rejected_at_once() -> None:
     async def main() -> None:
         dev = FakeDevice(gate=asyncio.Event())
-        b = Batcher(BatchingConfig(max_batch=1, max_delay_us=0, max_queue=2), dev)
+        b = Batcher(BatchingConfig(max_batch=1, max_delay_us=0, max_queue=2), merging(dev))
         b.start()
-        first = b.submit(A, rows(A, 1, 0), None, SOLVE)
+        first = b.submit(SolveBatch(A, rows(A, 1, 0), None, SOLVE))
         await asyncio.sleep(0.01)  # first is on the (blocked) device, not in the queue
         assert b.queue_depth == 0 and len(dev.batches) == 1
-        queued = [b.submit(A, rows(A, 1, i), None, SOLVE) for i in (1, 2)]
+        queued = [b.submit(SolveBatch(A, rows(A, 1, i), None, SOLVE)) for i in (1, 2)]
         t0 = time.monotonic()
         with pytest.raises(ResourceExhausted, match=r"queue: 2 requests already waiting \(batching.max_queue = 2\)"):
-            b.submit(B, rows(B, 1, 3), None, SOLVE)
+            b.submit(SolveBatch(B, rows(B, 1, 3), None, SOLVE))
         assert time.monotonic() - t0 < 0.01
         assert b.stats.rejected_queue_full == 1
         assert dev.gate is not None
@@ -223,13 +222,13 @@ def test_full_queue_is_rejected_at_once() -> None:
 def test_expired_and_cancelled_requests_never_reach_the_device() -> None:
     async def main() -> None:
         dev = FakeDevice(gate=asyncio.Event())
-        b = Batcher(BatchingConfig(max_batch=10, max_delay_us=0), dev)
+        b = Batcher(BatchingConfig(max_batch=10, max_delay_us=0), merging(dev))
         b.start()
-        blocker = b.submit(A, rows(A, 1, 0), None, SOLVE)
+        blocker = b.submit(SolveBatch(A, rows(A, 1, 0), None, SOLVE))
         await asyncio.sleep(0.01)
-        expiring = b.submit(A, rows(A, 1, 1), None, SOLVE, deadline=time.monotonic() + 0.05)
-        cancelled = b.submit(A, rows(A, 1, 2), None, SOLVE)
-        kept = b.submit(A, rows(A, 1, 3), None, SOLVE)
+        expiring = b.submit(SolveBatch(A, rows(A, 1, 1), None, SOLVE), deadline=time.monotonic() + 0.05)
+        cancelled = b.submit(SolveBatch(A, rows(A, 1, 2), None, SOLVE))
+        kept = b.submit(SolveBatch(A, rows(A, 1, 3), None, SOLVE))
         cancelled.cancel()
         with pytest.raises(DeadlineExpired, match="deadline: passed while the request waited"):
             await expiring  # answered at its deadline although the device is still busy
@@ -250,9 +249,9 @@ def test_expired_and_cancelled_requests_never_reach_the_device() -> None:
 
 def test_a_deadline_already_passed_is_refused_at_submit() -> None:
     async def main() -> None:
-        b = Batcher(BatchingConfig(), FakeDevice())
+        b = Batcher(BatchingConfig(), merging(FakeDevice()))
         with pytest.raises(DeadlineExpired):
-            b.submit(A, rows(A, 1, 0), None, SOLVE, deadline=time.monotonic() - 1)
+            b.submit(SolveBatch(A, rows(A, 1, 0), None, SOLVE), deadline=time.monotonic() - 1)
         assert b.stats.submitted == 0 and b.stats.dropped_expired == 1
 
     run(main)
@@ -261,13 +260,13 @@ def test_a_deadline_already_passed_is_refused_at_submit() -> None:
 def test_a_failing_batch_fails_exactly_its_requests() -> None:
     async def main() -> None:
         dev = FakeDevice(fail=lambda e: e is B)
-        b = Batcher(BatchingConfig(max_batch=100, max_delay_us=1000), dev)
-        fa = [b.submit(A, rows(A, 1, i), None, SOLVE) for i in range(3)]
-        fb = [b.submit(B, rows(B, 1, 10 + i), None, SOLVE) for i in range(3)]
+        b = Batcher(BatchingConfig(max_batch=100, max_delay_us=1000), merging(dev))
+        fa = [b.submit(SolveBatch(A, rows(A, 1, i), None, SOLVE)) for i in range(3)]
+        fb = [b.submit(SolveBatch(B, rows(B, 1, 10 + i), None, SOLVE)) for i in range(3)]
         b.start()
         results = await asyncio.gather(*fa, *fb, return_exceptions=True)
         for i, r in enumerate(results[:3]):
-            assert isinstance(r, SolveAnswer)
+            assert isinstance(r, Answer)
             check_answer(r, A, 1, i)
         for r in results[3:]:
             assert isinstance(r, DeviceFailure) and "injected device fault" in r.message
@@ -281,16 +280,19 @@ def test_a_failing_batch_fails_exactly_its_requests() -> None:
 def test_requests_without_priorities_get_zeros_when_merged_with_ones_that_have_them() -> None:
     async def main() -> None:
         dev = FakeDevice()
-        b = Batcher(BatchingConfig(max_batch=100, max_delay_us=1000), dev)
+        b = Batcher(BatchingConfig(max_batch=100, max_delay_us=1000), merging(dev))
         prio = np.full((2, A.num_vars, A.domain_size), 7, dtype=np.uint8)
-        futs = [b.submit(A, rows(A, 1, 0), None, SOLVE), b.submit(A, rows(A, 2, 1), prio, SOLVE)]
-        futs.append(b.submit(A, rows(A, 1, 2), None, SOLVE))
+        futs = [
+            b.submit(SolveBatch(A, rows(A, 1, 0), None, SOLVE)),
+            b.submit(SolveBatch(A, rows(A, 2, 1), prio, SOLVE)),
+        ]
+        futs.append(b.submit(SolveBatch(A, rows(A, 1, 2), None, SOLVE)))
         b.start()
         await asyncio.gather(*futs)
         merged = dev.priorities[0]
         assert merged is not None and merged.shape == (4, A.num_vars, A.domain_size)
         assert (merged[0] == 0).all() and (merged[1:3] == 7).all() and (merged[3] == 0).all()
-        none = b.submit(A, rows(A, 1, 3), None, SOLVE)
+        none = b.submit(SolveBatch(A, rows(A, 1, 3), None, SOLVE))
         await none
         assert dev.priorities[-1] is None
         await b.drain()
@@ -301,9 +303,9 @@ def test_requests_without_priorities_get_zeros_when_merged_with_ones_that_have_t
 def test_drain_finishes_queued_work_at_once_and_refuses_new_work() -> None:
     async def main() -> None:
         dev = FakeDevice(delay_s=0.01)
-        b = Batcher(BatchingConfig(max_batch=2, max_delay_us=10_000_000), dev)  # would wait 10 s
+        b = Batcher(BatchingConfig(max_batch=2, max_delay_us=10_000_000), merging(dev))  # would wait 10 s
         b.start()
-        futs = [b.submit(A, rows(A, 1, i), None, SOLVE) for i in range(5)]
+        futs = [b.submit(SolveBatch(A, rows(A, 1, i), None, SOLVE)) for i in range(5)]
         await asyncio.sleep(0)
         t0 = time.monotonic()
         await b.drain()
@@ -311,7 +313,7 @@ def test_drain_finishes_queued_work_at_once_and_refuses_new_work() -> None:
         for i, f in enumerate(futs):
             check_answer(f.result(), A, 1, i)
         with pytest.raises(Unavailable, match="draining"):
-            b.submit(A, rows(A, 1, 9), None, SOLVE)
+            b.submit(SolveBatch(A, rows(A, 1, 9), None, SOLVE))
         b.check_invariant()
 
     run(main)
@@ -320,9 +322,9 @@ def test_drain_finishes_queued_work_at_once_and_refuses_new_work() -> None:
 def test_close_answers_everything_left_with_unavailable() -> None:
     async def main() -> None:
         dev = FakeDevice(gate=asyncio.Event())
-        b = Batcher(BatchingConfig(max_batch=1, max_delay_us=0), dev)
+        b = Batcher(BatchingConfig(max_batch=1, max_delay_us=0), merging(dev))
         b.start()
-        futs = [b.submit(A, rows(A, 1, i), None, SOLVE) for i in range(3)]
+        futs = [b.submit(SolveBatch(A, rows(A, 1, i), None, SOLVE)) for i in range(3)]
         await asyncio.sleep(0.01)  # the first is on the device, two are queued
         await b.close()
         for f in futs:
@@ -340,7 +342,7 @@ def test_exactly_one_answer_per_request_under_random_concurrent_load(seed: int) 
     async def main() -> None:
         dev = FakeDevice(fail=lambda e: rng.random() < 0.1)
         cfg = BatchingConfig(max_batch=rng.choice([1, 4, 16]), max_delay_us=rng.choice([0, 200, 2000]), max_queue=40)
-        b = Batcher(cfg, dev)
+        b = Batcher(cfg, merging(dev))
         b.start()
         outcomes: dict[str, int] = {}
 
@@ -351,7 +353,7 @@ def test_exactly_one_answer_per_request_under_random_concurrent_load(seed: int) 
                 tag = i * 100 + j
                 deadline = time.monotonic() + rng.choice([0.0005, 0.01, 10.0])
                 try:
-                    fut = b.submit(e, rows(e, size, tag), None, rng.choice([SOLVE, PROPAGATE]), deadline)
+                    fut = b.submit(SolveBatch(e, rows(e, size, tag), None, rng.choice([SOLVE, PROPAGATE])), deadline)
                 except ResourceExhausted:
                     outcomes["rejected"] = outcomes.get("rejected", 0) + 1
                     continue

@@ -1,6 +1,11 @@
-"""Dynamic batcher: merges Solve requests of the same program and options into device batches.
+"""Dynamic batcher: merges requests of the same key into device batches, knowing nothing else about them.
 
-Requests queue per key ``(program_id, SolveOptions)``. A key is *ready* when its queued instances reach
+An item only has a ``key`` (items with equal keys may share a batch) and a ``size`` (its instances); the
+daemon's are :class:`fpgacspd.solve_batch.SolveBatch`, keyed by ``(program_id, SolveOptions)``, and merging and
+splitting them is theirs. The run function gets a list of items and returns one result per item, in order
+(the batcher checks the count), as Ray Serve's batching does.
+
+Requests queue per key. A key is *ready* when its queued instances reach
 ``max_batch`` or its oldest live request has waited ``max_delay_us`` (or the batcher is draining). One loop
 serves ready keys round-robin (fair across programs) and keeps ONE batch on the device at a time, because
 the device is serial: while it works, the next batch fills up. Requests are never split; a request larger
@@ -16,29 +21,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import numpy as np
+from typing import Generic, Protocol, TypeVar
 
 from .config import BatchingConfig
-from .engine import BatchResult, SolveOptions
+from .engine import BatchResult
 from .errors import Cancelled, DaemonError, DeadlineExpired, DeviceFailure, ResourceExhausted, Unavailable
 from .logs import get_logger, log_event
-from .registry import ProgramEntry
 
 _log = get_logger("batcher")
 DRAINING = "daemon: draining (shutting down), not accepting new work; retry on another daemon"
 
-# (program, domains, priorities, options, deadline): the deadline is the latest of the batch's requests' own
-# deadlines (None when one of them has none): past it nobody waits for the answer, so the device may abort.
-RunBatch = Callable[
-    [ProgramEntry, np.ndarray, "np.ndarray | None", SolveOptions, "float | None"], Awaitable[BatchResult]
-]
+
+class BatchItem(Protocol):
+    """What the batcher needs of a request."""
+
+    @property
+    def key(self) -> Hashable: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+I = TypeVar("I", bound=BatchItem)  # noqa: E741 (the item type, as in Batcher[I, R])
+R = TypeVar("R")
+
+# (items, deadline) -> one result per item. The deadline is the latest of the items' own deadlines (None when one
+# of them has none): past it nobody waits for the answer, so the device may abort.
+RunBatch = Callable[[list[I], "float | None"], Awaitable[Sequence[R]]]
 
 
 class BatchObserver(Protocol):
@@ -68,10 +83,10 @@ class _NullObserver:
 
 
 @dataclass(frozen=True)
-class SolveAnswer:
-    """One request's rows of its device batch, and where its time went."""
+class Answer(Generic[R]):
+    """One request's result from its device batch, and where its time went."""
 
-    result: BatchResult
+    result: R
     queue_s: float  # accepted -> handed to the device
     device_s: float  # the device batch it rode in
     total_s: float  # accepted -> answered
@@ -79,27 +94,25 @@ class SolveAnswer:
     merged_requests: int
 
 
-@dataclass(frozen=True)
-class BatchKey:
-    program_id: str
-    options: SolveOptions
+SolveAnswer = Answer[BatchResult]
+
+
+class RequestState(enum.Enum):
+    QUEUED = "queued"
+    LEAVING = "leaving"  # taken off the queue (dropped or batched), still in its deque until popped
+    DEVICE = "device"
+    ANSWERED = "answered"
 
 
 @dataclass(eq=False)
-class _Request:
-    entry: ProgramEntry
-    options: SolveOptions
-    domains: np.ndarray
-    priorities: np.ndarray | None
-    future: asyncio.Future[SolveAnswer]
+class _Request(Generic[I, R]):
+    item: I
+    future: asyncio.Future[Answer[R]]
     accepted: float
     deadline: float | None
-    state: str = "queued"  # queued -> device -> answered
+    size: int
+    state: RequestState = RequestState.QUEUED
     timer: asyncio.TimerHandle | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.domains)
 
 
 @dataclass
@@ -116,13 +129,13 @@ class BatcherStats:
     answers_by_outcome: dict[str, int] = field(default_factory=dict)
 
 
-class Batcher:
-    """``await solve(...)`` from request handlers; ``start()`` once, ``drain()`` on shutdown."""
+class Batcher(Generic[I, R]):
+    """``await solve(item)`` from request handlers; ``start()`` once, ``drain()`` on shutdown."""
 
     def __init__(
         self,
         config: BatchingConfig,
-        run_batch: RunBatch,
+        run_batch: RunBatch[I, R],
         observer: BatchObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -130,10 +143,10 @@ class Batcher:
         self._run_batch = run_batch
         self._observer: BatchObserver = observer or _NullObserver()
         self._clock = clock
-        self._queues: OrderedDict[BatchKey, deque[_Request]] = OrderedDict()  # rotation order
-        self._instances: dict[BatchKey, int] = {}
+        self._queues: OrderedDict[Hashable, deque[_Request[I, R]]] = OrderedDict()  # rotation order
+        self._instances: dict[Hashable, int] = {}
         self._depth = 0
-        self._in_flight: list[_Request] = []
+        self._in_flight: list[_Request[I, R]] = []
         self._accepting = True
         self._refusal = ""  # why new work is refused, once it is
         self._draining = False
@@ -161,25 +174,11 @@ class Batcher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="fpgacsp-batcher")
 
-    async def solve(
-        self,
-        entry: ProgramEntry,
-        domains: np.ndarray,
-        priorities: np.ndarray | None,
-        options: SolveOptions,
-        deadline: float | None = None,
-    ) -> SolveAnswer:
+    async def solve(self, item: I, deadline: float | None = None) -> Answer[R]:
         """Queue one request and wait for its answer; ``deadline`` is on this batcher's clock."""
-        return await self.submit(entry, domains, priorities, options, deadline)
+        return await self.submit(item, deadline)
 
-    def submit(
-        self,
-        entry: ProgramEntry,
-        domains: np.ndarray,
-        priorities: np.ndarray | None,
-        options: SolveOptions,
-        deadline: float | None = None,
-    ) -> asyncio.Future[SolveAnswer]:
+    def submit(self, item: I, deadline: float | None = None) -> asyncio.Future[Answer[R]]:
         """Admit a request at once or raise; cancelling the returned future drops the request if still queued."""
         if not self._accepting:
             raise Unavailable(self._refusal)
@@ -196,8 +195,8 @@ class Batcher:
             self._observer.dropped("expired")
             raise DeadlineExpired("deadline: already passed when the request arrived")
         loop = asyncio.get_running_loop()
-        req = _Request(entry, options, domains, priorities, loop.create_future(), now, deadline)
-        key = BatchKey(entry.program_id, options)
+        req: _Request[I, R] = _Request(item, loop.create_future(), now, deadline, item.size)
+        key = item.key
         self._queues.setdefault(key, deque()).append(req)
         self._instances[key] = self._instances.get(key, 0) + req.size
         self._depth += 1
@@ -211,19 +210,18 @@ class Batcher:
 
     # -- drops -----------------------------------------------------------------------------------------
 
-    def _on_future_done(self, req: _Request) -> None:
+    def _on_future_done(self, req: _Request[I, R]) -> None:
         """The caller cancelled (gRPC cancels the handler, which cancels this future): drop if still queued."""
-        if req.state == "queued" and req.future.cancelled():
+        if req.state == RequestState.QUEUED and req.future.cancelled():
             expired = req.deadline is not None and self._clock() >= req.deadline
             self._drop(req, "expired" if expired else "cancelled", None)
 
-    def _expire(self, req: _Request) -> None:
-        if req.state == "queued":
+    def _expire(self, req: _Request[I, R]) -> None:
+        if req.state == RequestState.QUEUED:
             self._drop(req, "expired", DeadlineExpired("deadline: passed while the request waited for the device"))
 
-    def _drop(self, req: _Request, reason: str, error: DaemonError | None) -> None:
-        key = BatchKey(req.entry.program_id, req.options)
-        self._dequeued(key, req)
+    def _drop(self, req: _Request[I, R], reason: str, error: DaemonError | None) -> None:
+        self._dequeued(req.item.key, req)
         if reason == "expired":
             self.stats.dropped_expired += 1
         else:
@@ -231,9 +229,9 @@ class Batcher:
         self._observer.dropped(reason)
         self._answer(req, reason, error=error or Cancelled("request: cancelled by the caller"))
 
-    def _dequeued(self, key: BatchKey, req: _Request) -> None:
+    def _dequeued(self, key: Hashable, req: _Request[I, R]) -> None:
         """Bookkeeping for a request leaving the queue (it stays in the deque until popped, marked)."""
-        req.state = "leaving"
+        req.state = RequestState.LEAVING
         if req.timer is not None:
             req.timer.cancel()
         self._instances[key] -= req.size
@@ -241,12 +239,12 @@ class Batcher:
         self._observer.set_queue_depth(self._depth)
 
     def _answer(
-        self, req: _Request, outcome: str, answer: SolveAnswer | None = None, error: BaseException | None = None
+        self, req: _Request[I, R], outcome: str, answer: Answer[R] | None = None, error: BaseException | None = None
     ) -> None:
         """The one place a request is answered; answering twice is a bug and raises."""
-        if req.state == "answered":
+        if req.state == RequestState.ANSWERED:
             raise AssertionError("batcher: a request was answered twice")
-        req.state = "answered"
+        req.state = RequestState.ANSWERED
         self.stats.answered += 1
         self.stats.answers_by_outcome[outcome] = self.stats.answers_by_outcome.get(outcome, 0) + 1
         if req.future.done():  # cancelled by the caller: nobody to tell
@@ -258,7 +256,7 @@ class Batcher:
 
     def check_invariant(self) -> None:
         """Every submitted request is queued, on the device, or answered exactly once."""
-        queued = sum(1 for q in self._queues.values() for r in q if r.state == "queued")
+        queued = sum(1 for q in self._queues.values() for r in q if r.state == RequestState.QUEUED)
         s = self.stats
         if s.submitted != s.answered + queued + len(self._in_flight) or queued != self._depth:
             raise AssertionError(
@@ -293,13 +291,13 @@ class Batcher:
             self._fail_all(DeviceFailure("batcher: internal error; the request was not run"))
             raise
 
-    def _oldest(self, key: BatchKey) -> _Request | None:
+    def _oldest(self, key: Hashable) -> _Request[I, R] | None:
         q = self._queues[key]
-        while q and q[0].state != "queued":
+        while q and q[0].state != RequestState.QUEUED:
             q.popleft()
         return q[0] if q else None
 
-    def _ready_at(self, key: BatchKey) -> float | None:
+    def _ready_at(self, key: Hashable) -> float | None:
         oldest = self._oldest(key)
         if oldest is None:
             return None
@@ -311,7 +309,7 @@ class Batcher:
         times = [t for key in list(self._queues) if (t := self._ready_at(key)) is not None]
         return max(0.0, min(times) - self._clock()) if times else None
 
-    def _next_batch(self) -> list[_Request]:
+    def _next_batch(self) -> list[_Request[I, R]]:
         """Pop the first ready key's batch in rotation order; that key goes to the back."""
         now = self._clock()
         for key in list(self._queues):
@@ -332,13 +330,13 @@ class Batcher:
                 return batch
         return []
 
-    def _take(self, key: BatchKey, now: float) -> list[_Request]:
+    def _take(self, key: Hashable, now: float) -> list[_Request[I, R]]:
         q = self._queues[key]
-        batch: list[_Request] = []
+        batch: list[_Request[I, R]] = []
         total = 0
         while q:
             req = q[0]
-            if req.state != "queued":
+            if req.state != RequestState.QUEUED:
                 q.popleft()
                 continue
             if req.deadline is not None and req.deadline <= now:
@@ -349,31 +347,30 @@ class Batcher:
                 break
             q.popleft()
             self._dequeued(key, req)
-            req.state = "device"
+            req.state = RequestState.DEVICE
             batch.append(req)
             total += req.size
         return batch
 
-    async def _run(self, batch: list[_Request]) -> None:
-        first = batch[0]
+    async def _run(self, batch: list[_Request[I, R]]) -> None:
         start = self._clock()
         for req in batch:
             self._observer.observe_queue(start - req.accepted)
         self._in_flight = batch
-        domains = np.concatenate([r.domains for r in batch]) if len(batch) > 1 else first.domains
-        total = len(domains)
+        total = sum(r.size for r in batch)
         deadlines = [r.deadline for r in batch]
         deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        results: Sequence[R] = ()
         try:
             try:
-                result = await self._run_batch(first.entry, domains, _merge_priorities(batch), first.options, deadline)
-                if result.batch_size != total:
-                    raise DeviceFailure(f"device: returned {result.batch_size} rows for a batch of {total}")
+                results = await self._run_batch([r.item for r in batch], deadline)
+                if len(results) != len(batch):
+                    raise DeviceFailure(f"device: {len(results)} results for a batch of {len(batch)} requests")
                 error: DaemonError | None = None
             except DaemonError as e:
                 error = e
             except Exception as e:
-                log_event(_log, logging.ERROR, "batch_failed", error=repr(e), program_id=first.entry.program_id)
+                log_event(_log, logging.ERROR, "batch_failed", error=repr(e), key=repr(batch[0].item.key))
                 error = DeviceFailure(f"device: batch failed ({e})")
         except BaseException:
             self._fail_batch(batch, Unavailable("daemon: shut down while the request was on the device; retry"))
@@ -389,29 +386,21 @@ class Batcher:
             self.stats.failed_batches += 1
             self._fail_batch(batch, error)
             return
-        offset = 0
-        for req in batch:
-            rows = slice(offset, offset + req.size)
-            offset += req.size
-            part = BatchResult(
-                result.domains[rows], result.status[rows], result.nodes[rows], result.solutions[rows],
-                result.sweeps[rows],
-            )  # fmt: skip
-            answer = SolveAnswer(part, start - req.accepted, device_s, end - req.accepted, total, len(batch))
-            req.entry.solves += 1
+        for req, result in zip(batch, results, strict=True):
+            answer = Answer(result, start - req.accepted, device_s, end - req.accepted, total, len(batch))
             self._answer(req, "ok", answer)
 
-    def _fail_batch(self, batch: list[_Request], error: BaseException) -> None:
+    def _fail_batch(self, batch: list[_Request[I, R]], error: BaseException) -> None:
         self._in_flight = []
         for req in batch:
-            if req.state != "answered":
+            if req.state != RequestState.ANSWERED:
                 self._answer(req, "error", error=error)
 
     def _fail_all(self, error: DaemonError) -> None:
         self._fail_batch(self._in_flight, error)
         for key, q in list(self._queues.items()):
             for req in q:
-                if req.state == "queued":
+                if req.state == RequestState.QUEUED:
                     self._dequeued(key, req)
                     self._answer(req, "error", error=error)
         self._queues.clear()
@@ -440,18 +429,3 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._fail_all(Unavailable("daemon: shut down before the request reached the device; retry"))
-
-
-def _merge_priorities(batch: list[_Request]) -> np.ndarray | None:
-    """Requests without priorities get all zeros, which branch exactly like no priorities (lowest value first)."""
-    if all(r.priorities is None for r in batch):
-        return None
-    if len(batch) == 1:
-        return batch[0].priorities
-    parts = [
-        r.priorities
-        if r.priorities is not None
-        else np.zeros((r.size, r.entry.num_vars, r.entry.domain_size), np.uint8)
-        for r in batch
-    ]
-    return np.concatenate(parts)

@@ -13,20 +13,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-import numpy as np
 from fpgacsp_proto.isa import Status
 
 from . import __version__, program_body
 from .batcher import DRAINING, Batcher, SolveAnswer
 from .config import Config
 from .device import DeviceInfo, DeviceState, DeviceWorker
-from .engine import BatchResult, SolveOptions
+from .engine import BatchResult
 from .errors import Unavailable
 from .logs import get_logger, log_event
 from .metrics import Metrics
 from .preparer import Preparer
 from .registry import PreparedProgram, ProgramEntry, ProgramRegistry
 from .selftest import SelfTestReport
+from .solve_batch import SolveBatch, merging
 
 _STATUS_NAMES = {int(s): s.name.lower() for s in Status}
 _log = get_logger("core")
@@ -42,7 +42,9 @@ class Core:
         self.metrics = metrics or Metrics()
         self.registry = ProgramRegistry(config.registry, on_remove=self._on_remove)
         self._preparer = Preparer()  # large registrations: in a child process, one at a time
-        self.batcher = Batcher(config.batching, self._run_batch, self.metrics)
+        self.batcher: Batcher[SolveBatch, BatchResult] = Batcher(
+            config.batching, merging(self._run_merged), self.metrics
+        )
         self.started = time.monotonic()
         self.version = __version__
         self._background: set[asyncio.Task[object]] = set()
@@ -159,35 +161,24 @@ class Core:
         if not self.batcher.accepting:
             raise Unavailable(self.batcher.refusal or DRAINING)
 
-    async def solve(
-        self,
-        entry: ProgramEntry,
-        domains: np.ndarray,
-        priorities: np.ndarray | None,
-        options: SolveOptions,
-        timeout_s: float | None = None,
-    ) -> SolveAnswer:
-        """Queue one request; ``timeout_s`` is what is left of the caller's deadline."""
+    async def solve(self, batch: SolveBatch, timeout_s: float | None = None) -> SolveAnswer:
+        """Queue one decoded request; ``timeout_s`` is what is left of the caller's deadline."""
         self.check_available()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        answer = await self.batcher.solve(entry, domains, priorities, options, deadline)
+        answer = await self.batcher.solve(batch, deadline)
+        batch.entry.solves += 1
         self.metrics.observe_request(answer.total_s)
         self.metrics.count_work(int(answer.result.nodes.sum()), int(answer.result.sweeps.sum()))
         statuses = Counter(answer.result.status.tolist())
         self.metrics.count_statuses({_STATUS_NAMES.get(s, str(s)): n for s, n in statuses.items()})
         return answer
 
-    async def _run_batch(
-        self,
-        entry: ProgramEntry,
-        domains: np.ndarray,
-        priorities: np.ndarray | None,
-        options: SolveOptions,
-        deadline: float | None,
-    ) -> BatchResult:
+    async def _run_merged(self, batch: SolveBatch, deadline: float | None) -> BatchResult:
+        """One device batch (the batcher merged its requests; ``merging`` splits the answer)."""
+        entry = batch.entry
         # a function, not the program: one held as its encoding is decoded on the device thread, not here
         return await self.worker.run_batch(
-            entry.program_id, lambda: entry.program, domains, priorities, options, deadline
+            entry.program_id, lambda: entry.program, batch.domains, batch.priorities, batch.options, deadline
         )
 
     # -- admin -------------------------------------------------------------------------------------------------

@@ -112,8 +112,8 @@ class SolverServicer(_Servicer, solver_pb2_grpc.SolverServicer):
     ) -> solver_pb2.SolveResponse:
         self.core.check_available()
         entry = self.core.registry.use(request.program_id)
-        call = wire.decode_solve(request, entry, self.core.config.solve)
-        answer = await self.core.solve(entry, call.domains, call.priorities, call.options, context.time_remaining())
+        batch = wire.decode_solve(request, entry, self.core.config.solve)
+        answer = await self.core.solve(batch, context.time_remaining())
         return wire.encode_solve(answer, entry.domain_size)
 
 

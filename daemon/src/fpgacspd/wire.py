@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from fpgacsp_proto.bitset import DomainError, pack_domains, unpack_domains, unpack_priorities
@@ -24,15 +23,9 @@ from .engine import SolveOptions
 from .errors import InvalidArgument
 from .registry import ProgramEntry
 from .selftest import SelfTestReport
+from .solve_batch import SolveBatch
 
 MAX_LIMIT = (1 << 63) - 1
-
-
-@dataclass(frozen=True)
-class SolveCall:
-    domains: np.ndarray  # uint64[B, N]
-    priorities: np.ndarray | None  # uint8[B, N, D]
-    options: SolveOptions
 
 
 def decode_program(msg: object) -> Program:
@@ -46,8 +39,9 @@ def _as_invalid(decode: Callable[[], Program]) -> Program:
         raise InvalidArgument(f"program: {e}") from e
 
 
-def decode_solve(request: solver_pb2.SolveRequest, entry: ProgramEntry, config: SolveConfig) -> SolveCall:
-    """Check sizes and options against the program and the limits, then unpack the bitsets."""
+def decode_solve(request: solver_pb2.SolveRequest, entry: ProgramEntry, config: SolveConfig) -> SolveBatch:
+    """Check sizes and options against the program and the limits, then unpack the bitsets: the one check of
+    each input; the value made here travels unchanged through the core, the batcher and the device worker."""
     b = request.batch_size
     if b == 0:
         raise InvalidArgument("batch_size: must be at least 1, got 0")
@@ -73,7 +67,7 @@ def decode_solve(request: solver_pb2.SolveRequest, entry: ProgramEntry, config: 
         priorities = unpack_priorities(request.priorities, b, n, d)
     except DomainError as e:
         raise InvalidArgument(str(e)) from e
-    return SolveCall(domains, priorities, _options(mode, node_limit, max_solutions))
+    return SolveBatch(entry, domains, priorities, _options(mode, node_limit, max_solutions))
 
 
 @functools.lru_cache(maxsize=1024)
