@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fpgacsp_proto.limits import DEFAULT_NODE_LIMIT, MAX_LIMIT
+
 from .device.sim.faults import FaultPlan
 from .device.transport import TransportError
 from .device.vfio import parse_bdf
-from .engine import DEFAULT_NODE_LIMIT
 from .metrics_http import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
 
 ENV_PREFIX = "FPGACSPD_"
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 BACKENDS = ("sim", "vfio", "rtl")
-MAX_LIMIT = (1 << 63) - 1
 
 
 class ConfigError(ValueError):

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import grpc
+from fpgacsp_proto.limits import MAX_MESSAGE_BYTES
 from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -45,8 +46,7 @@ from .tls import ServerTLS, TLSConfigError
 
 _log = get_logger("server")
 
-# gRPC options, in one place. 128 MiB messages: a B = 65536 batch of 9x9 Sudoku with priorities is ~58 MB.
-MAX_MESSAGE_BYTES = 128 << 20
+# gRPC options, in one place. MAX_MESSAGE_BYTES (128 MiB) is the client's too: fpgacsp_proto.limits says why.
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -14,6 +14,7 @@ import numpy as np
 from fpgacsp_proto.bitset import DomainError, pack_domains, unpack_domains, unpack_priorities
 from fpgacsp_proto.convert import pack_u64, program_from_proto
 from fpgacsp_proto.isa import Mode, Program, ProgramError
+from fpgacsp_proto.limits import MAX_LIMIT
 from fpgacsp_proto.v1 import admin_pb2, solver_pb2
 
 from .batcher import BatcherStats, SolveAnswer
@@ -24,8 +25,6 @@ from .errors import InvalidArgument
 from .registry import ProgramEntry
 from .selftest import SelfTestReport
 from .solve_batch import SolveBatch
-
-MAX_LIMIT = (1 << 63) - 1
 
 
 def decode_program(msg: object) -> Program:
