@@ -1,7 +1,8 @@
 """The library's exceptions, and the one function that turns a gRPC error into one of them.
 
-Callers never see ``grpc.RpcError``: each client funnels every RPC through a single ``_invoke`` that calls
-:func:`from_rpc_error`, so the mapping below is the whole story (tritonclient's one-boundary rule). The
+Callers never see ``grpc.RpcError``: each gRPC client funnels every RPC through a single ``_attempt`` that calls
+:func:`from_rpc_error`, and the ``local`` target turns the daemon code's errors into the same classes with
+:func:`from_code`, so the mapping below is the whole story (tritonclient's one-boundary rule). The
 server's message is kept verbatim (it names the field and the problem, per the error contract in
 ``solver.proto``) and the gRPC code is kept on the exception for callers that want it.
 
@@ -13,6 +14,8 @@ Several classes also derive from the matching builtin, so generic code keeps wor
 from __future__ import annotations
 
 import grpc
+
+from ._types import Method
 
 
 class FpgacspError(Exception):
@@ -107,8 +110,8 @@ _BY_CODE: dict[grpc.StatusCode, type[FpgacspError]] = {
 
 # RESOURCE_EXHAUSTED means different things per method (solver.proto): say which
 _EXHAUSTED_BY_METHOD: dict[str, type[ResourceExhaustedError]] = {
-    "Solve": QueueFullError,
-    "RegisterProgram": ProgramLimitError,
+    Method.SOLVE: QueueFullError,
+    Method.REGISTER_PROGRAM: ProgramLimitError,
 }
 
 
@@ -141,6 +144,12 @@ def from_rpc_error(err: grpc.RpcError, method: str) -> FpgacspError:
         return ServerError(details, grpc.StatusCode.UNKNOWN, method)
     if code == grpc.StatusCode.UNAVAILABLE:
         details = _with_hint(details)
+    return from_code(code, details, method)
+
+
+def from_code(code: grpc.StatusCode, details: str, method: str) -> FpgacspError:
+    """The library exception for an answer with status ``code``: the one mapping, shared by the gRPC clients
+    (through :func:`from_rpc_error`) and the ``local`` target (whose daemon code raises its own errors)."""
     cls = _BY_CODE.get(code, FpgacspError)
     if cls is ResourceExhaustedError:
         cls = _EXHAUSTED_BY_METHOD.get(method, ResourceExhaustedError)

@@ -25,6 +25,30 @@ class DeviceState(enum.IntEnum):
     DRAINING = 5  # shutting down: in-flight work finishes, new work is refused
 
 
+class Method(enum.StrEnum):
+    """The RPCs of ``fpgacsp.v1``, by their proto names: what errors (``FpgacspError.method``) and ``Stats`` call
+    them. A ``str``, so ``err.method == "Solve"`` holds; a misspelt method is an AttributeError, not a silent miss.
+    """
+
+    REGISTER_PROGRAM = "RegisterProgram"
+    SOLVE = "Solve"
+    GET_PROGRAM = "GetProgram"
+    LIST_PROGRAMS = "ListPrograms"
+    RELEASE_PROGRAM = "ReleaseProgram"
+    GET_DEVICE_STATUS = "GetDeviceStatus"
+    GET_STATS = "GetStats"
+    SELF_TEST = "SelfTest"
+    RESET = "Reset"
+
+    @property
+    def admin(self) -> bool:
+        """Served by ``fpgacsp.v1.Admin`` (the admin plane); else by ``fpgacsp.v1.Solver``."""
+        return self in _ADMIN_METHODS
+
+
+_ADMIN_METHODS = frozenset({Method.GET_DEVICE_STATUS, Method.GET_STATS, Method.SELF_TEST, Method.RESET})
+
+
 @dataclass(frozen=True)
 class Timing:
     """Where a served request's time went (microseconds), and the device batch it rode in."""
