@@ -231,7 +231,7 @@ def test_service_config_retries_unavailable_only(client: fpgacsp.Client, script:
     assert policy["retryPolicy"]["maxAttempts"] == 4 and policy["retryPolicy"]["retryableStatusCodes"] == [
         "UNAVAILABLE"
     ]
-    assert options["grpc.max_receive_message_length"] == options["grpc.max_send_message_length"] == 64 << 20
+    assert options["grpc.max_receive_message_length"] == options["grpc.max_send_message_length"] == 128 << 20
 
     client.register(PROGRAM)
     script.fail("Solve", grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE)

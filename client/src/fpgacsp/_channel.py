@@ -39,8 +39,8 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from fpgacsp_proto.limits import MAX_MESSAGE_BYTES  # the daemon's too (fpgacspd.server): one value, 128 MiB
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RETRY_MAX_ATTEMPTS = 4
 RETRY_POLICY: dict[str, Any] = {
     "maxAttempts": RETRY_MAX_ATTEMPTS,

@@ -25,6 +25,7 @@ from fpgacsp_proto.bitset import (
 from fpgacsp_proto.convert import program_to_proto, unpack_status, unpack_u64
 from fpgacsp_proto.encoding import program_id
 from fpgacsp_proto.isa import Mode, Program
+from fpgacsp_proto.limits import MAX_LIMIT  # node_limit and max_solutions: int64 in the engine and the device
 from fpgacsp_proto.v1 import admin_pb2, solver_pb2
 
 from ._errors import InvalidArgumentError, ServerError
@@ -41,7 +42,6 @@ from ._types import (
     Timing,
 )
 
-MAX_LIMIT = (1 << 63) - 1  # node_limit and max_solutions are int64 in the engine and on the device
 _PROGRAM_ID = re.compile(r"[0-9a-f]{64}")
 
 
