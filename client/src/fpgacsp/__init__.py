@@ -20,9 +20,10 @@ from fpgacsp_proto.isa import (
     make_program,
 )
 
-from ._async_client import AsyncClient, connect_async
+from ._async_client import connect_async
+from ._base import AsyncClient, Client
 from ._channel import TLS
-from ._client import Client, connect
+from ._client import connect
 from ._errors import (
     CancelledError,
     DeadlineExceededError,

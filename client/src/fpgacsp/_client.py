@@ -1,13 +1,12 @@
-"""``connect(target)`` and the synchronous client: the daemon over gRPC, or the in-process engine.
+"""``connect(target)`` and the synchronous gRPC client; the ``"local"`` target is ``_local_client``.
 
 Every call has a deadline: its ``timeout`` argument, else the client's default (``connect(timeout=...)``);
-a ``solve`` that has to register its program first spends one deadline on both RPCs. ``solve`` registers a
-program on first use (the id is computed here, so nothing is sent twice) and, when the daemon answers
-``NOT_FOUND`` because it forgot the program (released, evicted, restarted), registers it again and retries
-once. ``UNAVAILABLE`` is retried by gRPC itself (``_channel``) and then, with ``wait_for_daemon_s > 0``, by
-the client until the daemon is back (a restart, a drain) or that many seconds have passed (``_retry``); every
-error becomes one of the library's exceptions in :meth:`GrpcClient._attempt`, the only place a
-``grpc.RpcError`` is caught.
+a ``solve`` that has to register its program first spends one deadline on both RPCs. What a call does
+(register on first use, register again on ``NOT_FOUND``, wait out an unavailable daemon, decode) is
+``_flow``, shared with the asyncio client; this client performs its operations by blocking: ``UNAVAILABLE`` is
+retried by gRPC itself (``_channel``) and then, with ``wait_for_daemon_s > 0``, by the flow until the daemon is
+back (a restart, a drain) or that many seconds have passed (``_retry``); every error becomes one of the
+library's exceptions in :meth:`GrpcClient._attempt`, the only place a ``grpc.RpcError`` is caught.
 
 Processes: a client is safe to share between threads but not across ``fork`` (gRPC's channels do not
 survive it): a gRPC client used in a child process raises :class:`FpgacspError` saying so. Create clients in
@@ -17,25 +16,25 @@ pickled client (e.g. sent to ``spawn`` workers) unpickles as a fresh connection 
 
 from __future__ import annotations
 
-import abc
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, assert_never
 
 import grpc
 from fpgacsp_proto.isa import Mode, Program
-from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
+from fpgacsp_proto.v1 import admin_pb2_grpc, solver_pb2_grpc
 
-from . import _channel, _codec, _retry
-from ._errors import DeadlineExceededError, FpgacspError, NotFoundError, ServerError, from_rpc_error
-from ._types import DeviceStatus, ProgramInfo, ResetResult, SelfTestResult, SolveResult, Stats
+from . import _channel, _codec, _flow, _retry
+from ._base import DEFAULT_TARGET, DEFAULT_TIMEOUT, LOCAL_TARGET, Client
+from ._errors import FpgacspError, from_rpc_error
+from ._flow import NOT_FOUND_RETRIES
+from ._local_client import LocalClient
+from ._types import DeviceStatus, Method, ProgramInfo, ResetResult, SelfTestResult, SolveResult, Stats
 
-DEFAULT_TARGET = "localhost:50051"
-DEFAULT_TIMEOUT = 60.0
-LOCAL_TARGET = "local"
-NOT_FOUND_RETRIES = 6  # re-registrations of one Solve: one for a daemon that forgot, more for a fleet
-ADMIN_METHODS = frozenset({"GetDeviceStatus", "SelfTest", "Reset", "GetStats"})
+__all__ = ["NOT_FOUND_RETRIES", "Client", "GrpcClient", "connect"]
+
+T = TypeVar("T")
 
 
 def connect(
@@ -62,8 +61,6 @@ def connect(
     timeout = _codec.check_timeout(timeout)
     wait_for_daemon_s = _retry.check_wait_for_daemon(wait_for_daemon_s)
     if target == LOCAL_TARGET:
-        from ._local_client import LocalClient
-
         return LocalClient(timeout=timeout, **channel_options)
     return GrpcClient(
         target,
@@ -73,75 +70,6 @@ def connect(
         tls=tls,
         channel_options=channel_options,
     )
-
-
-class Client(abc.ABC):
-    """What every target offers, synchronously. Use as a context manager, or call :meth:`close`."""
-
-    target: str
-    timeout: float
-
-    @abc.abstractmethod
-    def register(self, program: Program, *, pin: bool = False, timeout: float | None = None) -> str:
-        """Register ``program`` (idempotent) and return its id; ``pin`` keeps it from LRU eviction."""
-
-    @abc.abstractmethod
-    def solve(
-        self,
-        program: Program,
-        domains: Any,
-        priorities: Any | None = None,
-        *,
-        mode: Mode | str = Mode.SOLVE,
-        node_limit: int | None = None,
-        max_solutions: int = 1,
-        timeout: float | None = None,
-    ) -> SolveResult:
-        """Solve ``domains`` ``uint64[B, N]`` (optional ``priorities`` ``uint8[B, N, D]``); row b answers b.
-
-        ``node_limit`` None means the target's default (the daemon's ``solve.default_node_limit``; 1,000,000
-        for ``local``). Inputs are checked before any RPC and raise :class:`InvalidArgumentError`.
-        """
-
-    @abc.abstractmethod
-    def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
-        """Unpin and forget a program (or program id); False when the target did not know it."""
-
-    @abc.abstractmethod
-    def program_info(self, program: Program | str, *, timeout: float | None = None) -> ProgramInfo:
-        """The target's record of one program; :class:`NotFoundError` when it does not know it."""
-
-    @abc.abstractmethod
-    def list_programs(self, *, timeout: float | None = None) -> list[ProgramInfo]: ...
-
-    @abc.abstractmethod
-    def device_status(self, *, timeout: float | None = None) -> DeviceStatus: ...
-
-    @abc.abstractmethod
-    def stats(self, *, timeout: float | None = None) -> Stats: ...
-
-    @abc.abstractmethod
-    def self_test(self, *, timeout: float | None = None) -> SelfTestResult: ...
-
-    @abc.abstractmethod
-    def reset(self, *, timeout: float | None = None) -> ResetResult: ...
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release the connection (or engine threads). Idempotent."""
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} target={self.target!r}>"
-
-    def _deadline(self, timeout: float | None) -> float:
-        """Absolute ``time.monotonic()`` deadline of one call."""
-        return time.monotonic() + (self.timeout if timeout is None else _codec.check_timeout(timeout))
 
 
 class GrpcClient(Client):
@@ -173,8 +101,7 @@ class GrpcClient(Client):
         )
         self._solver = solver_pb2_grpc.SolverStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
-        self._ids = _codec.ProgramIds()
-        self._daemons: int | None = None  # how many the target names (_channel.fleet_size), at the first registration
+        self._session = _flow.Session(target, self.wait_for_daemon_s)
         self._pid = os.getpid()
         self._closed = False
 
@@ -184,11 +111,10 @@ class GrpcClient(Client):
             (self.target, self.timeout, self._overrides, self.wait_for_daemon_s, self._token, self._tls),
         )
 
-    # --- data plane ------------------------------------------------------------------------------------
+    # --- the calls: each one flow of _flow.Session, run by blocking ------------------------------------------
 
     def register(self, program: Program, *, pin: bool = False, timeout: float | None = None) -> str:
-        program = _codec.check_program(program)
-        return self._register(program, self._ids.id_of(program), pin, self._deadline(timeout))
+        return self._run(self._session.register(program, pin, self._deadline(timeout)))
 
     def solve(
         self,
@@ -201,70 +127,29 @@ class GrpcClient(Client):
         max_solutions: int = 1,
         timeout: float | None = None,
     ) -> SolveResult:
-        inputs = _codec.check_solve_inputs(program, domains, priorities, mode, node_limit, max_solutions)
         deadline = self._deadline(timeout)
-        if inputs.batch == 0:
-            return _codec.empty_result(program.num_vars)
-        pid = self._ids.id_of(program)
-        request = _codec.solve_request(pid, program, inputs)
-        if pid not in self._ids.registered:
-            self._register(program, pid, False, deadline)
-        for retry in range(_retry.SOLVE_RETRIES_ON_INTERNAL + 1):
-            try:
-                response = self._solve_once(program, pid, request, deadline)
-                break
-            except ServerError as err:  # the device gave up on the batch: solving is pure, send it again
-                if retry == _retry.SOLVE_RETRIES_ON_INTERNAL or not _retry.solve_failed_on_the_device(err):
-                    raise
-        return _codec.solve_result(response, program, inputs.batch)
-
-    def _solve_once(self, program: Program, pid: str, request: Any, deadline: float) -> Any:
-        # The daemon forgot the program (released, evicted, restarted), or, in a fleet, the daemon this Solve went to
-        # never saw it: register again (idempotent; on every daemon of a fleet, see _retry.registrations) and retry.
-        for attempt in range(NOT_FOUND_RETRIES + 1):
-            try:
-                return self._invoke("Solve", request, deadline)
-            except NotFoundError:
-                if attempt == NOT_FOUND_RETRIES:
-                    raise
-                self._ids.registered.discard(pid)
-                self._register(program, pid, pid in self._ids.pinned, deadline, rounds=attempt + 1)
-        raise AssertionError("unreachable")
+        return self._run(self._session.solve(program, domains, priorities, mode, node_limit, max_solutions, deadline))
 
     def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
-        pid = self._id_of(program)
-        request = solver_pb2.ReleaseProgramRequest(program_id=pid)
-        response = self._invoke("ReleaseProgram", request, self._deadline(timeout))
-        self._ids.forget(pid)
-        return bool(response.released)
+        return self._run(self._session.release(program, self._deadline(timeout)))
 
     def program_info(self, program: Program | str, *, timeout: float | None = None) -> ProgramInfo:
-        request = solver_pb2.GetProgramRequest(program_id=self._id_of(program))
-        response = self._invoke("GetProgram", request, self._deadline(timeout))
-        return _codec.program_info(response.info)
+        return self._run(self._session.program_info(program, self._deadline(timeout)))
 
     def list_programs(self, *, timeout: float | None = None) -> list[ProgramInfo]:
-        request = solver_pb2.ListProgramsRequest()
-        response = self._invoke("ListPrograms", request, self._deadline(timeout))
-        return [_codec.program_info(p) for p in response.programs]
-
-    # --- admin plane -----------------------------------------------------------------------------------
+        return self._run(self._session.list_programs(self._deadline(timeout)))
 
     def device_status(self, *, timeout: float | None = None) -> DeviceStatus:
-        request = admin_pb2.GetDeviceStatusRequest()
-        return _codec.device_status(self._invoke("GetDeviceStatus", request, self._deadline(timeout)))
+        return self._run(self._session.device_status(self._deadline(timeout)))
 
     def stats(self, *, timeout: float | None = None) -> Stats:
-        request = admin_pb2.GetStatsRequest()
-        return _codec.stats(self._invoke("GetStats", request, self._deadline(timeout)))
+        return self._run(self._session.stats(self._deadline(timeout)))
 
     def self_test(self, *, timeout: float | None = None) -> SelfTestResult:
-        request = admin_pb2.SelfTestRequest()
-        return _codec.self_test_result(self._invoke("SelfTest", request, self._deadline(timeout)))
+        return self._run(self._session.self_test(self._deadline(timeout)))
 
     def reset(self, *, timeout: float | None = None) -> ResetResult:
-        request = admin_pb2.ResetRequest()
-        return _codec.reset_result(self._invoke("Reset", request, self._deadline(timeout)))
+        return self._run(self._session.reset(self._deadline(timeout)))
 
     def close(self) -> None:
         if not self._closed:
@@ -272,44 +157,38 @@ class GrpcClient(Client):
             if os.getpid() == self._pid:  # a forked child must not touch the parent's channel
                 self._channel.close()
 
-    # --- internals -------------------------------------------------------------------------------------
-
-    def _register(self, program: Program, pid: str, pin: bool, deadline: float, rounds: int = 1) -> str:
-        request = _codec.register_request(program, pin)
-        if self._daemons is None:
-            self._daemons = _channel.fleet_size(self.target)
-        for _ in range(_retry.registrations(self._daemons, rounds)):  # one per daemon of a fleet
-            response = self._invoke("RegisterProgram", request, deadline)
-            self._ids.mark_registered(_codec.check_registered_id(response, pid), pin)
-        return pid
-
-    def _id_of(self, program: Program | str) -> str:
-        return _codec.check_program_id(program) if isinstance(program, str) else self._ids.id_of(program)
+    # --- the I/O -----------------------------------------------------------------------------------------------
 
     def _invoke(self, method: str, request: Any, deadline: float) -> Any:
-        """Run one RPC with what is left of ``deadline``, waiting out an unavailable daemon (``_retry``)."""
-        wait = _retry.DaemonWait(self.target, self.wait_for_daemon_s, deadline)
-        while True:
-            try:
-                return self._attempt(method, request, deadline)
-            except _retry.HANDLED as err:
-                backoff = wait.pause_after(err)  # raises when there is no waiting left
-            time.sleep(backoff)
-            wait.resume(_channel.wait_ready(self._channel, wait.left()))
+        """One RPC of any request, with the flow's waiting for the daemon and the one error boundary."""
+        return self._run(self._session.call(Method(method), request, deadline))
 
-    def _attempt(self, method: str, request: Any, deadline: float) -> Any:
+    def _run(self, flow: _flow.Flow[T]) -> T:
+        return _flow.run(flow, self._perform)
+
+    def _perform(self, op: _flow.Op) -> Any:
+        match op:
+            case _flow.Attempt():
+                return self._attempt(op)
+            case _flow.Sleep(seconds=seconds):
+                time.sleep(seconds)
+                return None
+            case _flow.WaitReady(timeout_s=timeout_s):
+                return _channel.wait_ready(self._channel, timeout_s)
+            case _flow.CountDaemons(target=target):
+                return _channel.fleet_size(target)
+            case _:
+                assert_never(op)
+
+    def _attempt(self, op: _flow.Attempt) -> Any:
         """One try of one RPC: the one place gRPC errors are converted."""
         self._check_usable()
-        call = getattr(self._admin if method in ADMIN_METHODS else self._solver, method)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise DeadlineExceededError(
-                f"deadline passed before {method} was sent", grpc.StatusCode.DEADLINE_EXCEEDED, method
-            )
+        call = getattr(self._admin if op.method.admin else self._solver, op.method)
+        timeout = op.timeout()
         try:
-            return call(request, timeout=remaining, metadata=self._metadata)
+            return call(op.request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc, method) from None
+            raise from_rpc_error(exc, op.method) from None
 
     def _check_usable(self) -> None:
         if self._closed:

@@ -1,11 +1,12 @@
-"""The ``"local"`` target: the daemon's API over the in-process engine (``LocalSolver``), no daemon needed.
+"""The ``"local"`` target: the daemon's API over the daemon's own code in this process (``_local``), no daemon.
 
-It behaves like a daemon with one client: the same input checks and exceptions, a program registry
-(``register``, ``release``, ``list_programs``, ``program_info``), device status and stats describing the
-engine, a self-test of known answers, and ``reset``. Differences, by nature: ``SolveResult.timing`` is None
-(there is no queue), and a ``timeout`` is checked but cannot interrupt the engine once it runs (solving is
-pure CPU work inside a GIL-free kernel; pass a ``node_limit`` to bound it instead). A local client survives
-``fork``: a child process gets its own engine threads on first use.
+It behaves like a daemon with one client because it is the daemon's code: the same input checks and exceptions,
+the daemon's program registry (``register``, ``release``, ``list_programs``, ``program_info``; its limits and LRU
+eviction), device status and stats describing the engine, the daemon's known-answer self-test, and ``reset``.
+Differences, by nature: ``SolveResult.timing`` is None (there is no queue), and a ``timeout`` is checked but
+cannot interrupt the engine once it runs (solving is pure CPU work inside a GIL-free kernel; pass a
+``node_limit`` to bound it instead). A local client survives ``fork``: a child process gets its own engine
+threads on first use.
 """
 
 from __future__ import annotations
@@ -13,43 +14,32 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
-import numpy as np
-from fpgacsp_proto.encoding import encode_program
-from fpgacsp_proto.isa import AllDiff, Mode, Program, Status, make_program
+from fpgacsp_proto.isa import Mode, Program
 
-from . import _codec
-from ._client import DEFAULT_TIMEOUT, LOCAL_TARGET, Client
-from ._errors import FpgacspError, NotFoundError
+from . import _codec, _local
+from ._base import DEFAULT_TIMEOUT, LOCAL_TARGET, Client
+from ._errors import FpgacspError
 from ._local import DEFAULT_NODE_LIMIT, LocalSolver
 from ._types import (
     DeviceState,
     DeviceStatus,
+    Method,
     MethodStats,
     ProgramInfo,
     ResetResult,
-    SelfTestCase,
     SelfTestResult,
     SolveResult,
     Stats,
 )
 
-MAX_PROGRAMS = 256  # as the daemon's default registry.max_programs: unpinned programs beyond it are evicted
-
-
-@dataclass
-class _Entry:
-    program: Program
-    pinned: bool
-    registered_ms: int
-    solves: int = 0
-    last_used_ms: int = 0
+if TYPE_CHECKING:
+    from fpgacspd.registry import ProgramEntry
 
 
 class LocalClient(Client):
@@ -62,11 +52,11 @@ class LocalClient(Client):
         self.timeout = _codec.check_timeout(timeout)
         self.threads = threads
         self._solver = LocalSolver(threads)  # imports the engine now: a missing extra fails at connect
+        self._registry = _local.new_registry()  # used under self._lock: the daemon's is single-threaded
         self._pid = os.getpid()
         self._started = time.monotonic()
         self._ids = _codec.ProgramIds()
-        self._programs: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
-        self._requests: Counter[tuple[str, str]] = Counter()
+        self._requests: Counter[tuple[str, str]] = Counter()  # (method, code name): as the daemon's GetStats
         self._totals = {"batches": 0, "instances": 0, "nodes": 0, "sweeps": 0, "resets": 0}
         self._lock = threading.Lock()
 
@@ -76,7 +66,7 @@ class LocalClient(Client):
     # --- data plane ------------------------------------------------------------------------------------
 
     def register(self, program: Program, *, pin: bool = False, timeout: float | None = None) -> str:
-        with self._counted("RegisterProgram"):
+        with self._counted(Method.REGISTER_PROGRAM):
             self._deadline(timeout)
             return self._ensure(_codec.check_program(program), pin)
 
@@ -91,7 +81,7 @@ class LocalClient(Client):
         max_solutions: int = 1,
         timeout: float | None = None,
     ) -> SolveResult:
-        with self._counted("Solve"):
+        with self._counted(Method.SOLVE):
             inputs = _codec.check_solve_inputs(program, domains, priorities, mode, node_limit, max_solutions)
             self._deadline(timeout)
             if inputs.batch == 0:
@@ -106,11 +96,8 @@ class LocalClient(Client):
                 max_solutions=inputs.max_solutions,
             )
             with self._lock:
-                entry = self._programs.get(pid)
-                if entry is not None:
-                    entry.solves += 1
-                    entry.last_used_ms = _now_ms()
-                    self._programs.move_to_end(pid)
+                if pid in self._registry:  # else evicted meanwhile by another thread's registrations
+                    self._registry.use(pid).solves += 1
                 t = self._totals
                 t["batches"] += 1
                 t["instances"] += inputs.batch
@@ -119,32 +106,29 @@ class LocalClient(Client):
             return SolveResult(res.domains, res.status, res.nodes, res.solutions, res.sweeps, timing=None)
 
     def release(self, program: Program | str, *, timeout: float | None = None) -> bool:
-        with self._counted("ReleaseProgram"):
+        with self._counted(Method.RELEASE_PROGRAM):
             self._deadline(timeout)
             pid = self._id_of(program)
             with self._lock:
-                return self._programs.pop(pid, None) is not None
+                return self._registry.release(pid)
 
     def program_info(self, program: Program | str, *, timeout: float | None = None) -> ProgramInfo:
-        with self._counted("GetProgram"):
+        with self._counted(Method.GET_PROGRAM):
             self._deadline(timeout)
             pid = self._id_of(program)
             with self._lock:
-                entry = self._programs.get(pid)
-                if entry is None:
-                    raise NotFoundError(f"program_id: unknown program {pid}", grpc.StatusCode.NOT_FOUND, "GetProgram")
-                return _info(pid, entry)
+                return _info(self._registry.get(pid))
 
     def list_programs(self, *, timeout: float | None = None) -> list[ProgramInfo]:
-        with self._counted("ListPrograms"):
+        with self._counted(Method.LIST_PROGRAMS):
             self._deadline(timeout)
             with self._lock:
-                return [_info(pid, e) for pid, e in self._programs.items()]
+                return [_info(e) for e in self._registry.list()]
 
     # --- admin plane -----------------------------------------------------------------------------------
 
     def device_status(self, *, timeout: float | None = None) -> DeviceStatus:
-        with self._counted("GetDeviceStatus"):
+        with self._counted(Method.GET_DEVICE_STATUS):
             self._deadline(timeout)
             from importlib.metadata import PackageNotFoundError, version
 
@@ -155,7 +139,7 @@ class LocalClient(Client):
             threads = max(1, self.threads or os.cpu_count() or 1)  # as FastEngine counts them
             with self._lock:
                 t = dict(self._totals)
-                loaded = len(self._programs)
+                loaded = len(self._registry)
             return DeviceStatus(
                 backend="local",
                 description=f"in-process FastEngine (fpgacsp-daemon {engine_version}), {threads} threads",
@@ -176,12 +160,12 @@ class LocalClient(Client):
             )
 
     def stats(self, *, timeout: float | None = None) -> Stats:
-        with self._counted("GetStats"):
+        with self._counted(Method.GET_STATS):
             self._deadline(timeout)
             with self._lock:
                 requests = tuple(MethodStats(m, c, n) for (m, c), n in sorted(self._requests.items()))
                 t = dict(self._totals)
-                loaded = len(self._programs)
+                loaded = len(self._registry)
             batches = t["batches"]
             return Stats(
                 requests=requests,
@@ -197,20 +181,20 @@ class LocalClient(Client):
             )
 
     def self_test(self, *, timeout: float | None = None) -> SelfTestResult:
-        with self._counted("SelfTest"):
+        with self._counted(Method.SELF_TEST):
             self._deadline(timeout)
-            return _self_test(self._engine())
+            return _local.self_test(self._engine())
 
     def reset(self, *, timeout: float | None = None) -> ResetResult:
         """Restart the engine (threads, compiled programs) and self-test it; registered programs stay."""
-        with self._counted("Reset"):
+        with self._counted(Method.RESET):
             self._deadline(timeout)
             start = time.perf_counter()
             with self._lock:
                 self._solver.close()
                 self._solver = LocalSolver(self.threads)
                 self._totals["resets"] += 1
-            passed = _self_test(self._engine()).passed
+            passed = _local.self_test(self._engine()).passed
             return ResetResult(passed, int((time.perf_counter() - start) * 1e6))
 
     def close(self) -> None:
@@ -232,77 +216,52 @@ class LocalClient(Client):
         return _codec.check_program_id(program) if isinstance(program, str) else self._ids.id_of(program)
 
     def _ensure(self, program: Program, pin: bool) -> str:
-        """Register ``program`` unless known (as ``RegisterProgram`` does); ``pin`` only ever adds a pin."""
+        """Register ``program`` as ``RegisterProgram`` does (a solve's implicit registration is one too: its
+        errors are RegisterProgram's, e.g. a program over the limits is a ProgramLimitError)."""
         pid = self._ids.id_of(program)
-        with self._lock:
-            entry = self._programs.get(pid)
-            if entry is None:
-                self._programs[pid] = _Entry(program, pin, _now_ms())
-                self._evict()
-            else:
-                entry.pinned = entry.pinned or pin
-        return pid
-
-    def _evict(self) -> None:
-        """Drop the least recently used unpinned programs beyond MAX_PROGRAMS (caller holds the lock)."""
-        for pid in [p for p, e in self._programs.items() if not e.pinned]:
-            if len(self._programs) <= MAX_PROGRAMS:
-                break
-            del self._programs[pid]
+        with _local.daemon_errors(Method.REGISTER_PROGRAM):
+            with self._lock:
+                if pid in self._registry and not pin:  # known: no encoding on every solve (the hot path)
+                    self._registry.use(pid)  # as registering it again would: most recently used
+                    return pid
+            prepared = self._registry.prepare(program)  # pure (limits, encoding, hash): outside the lock
+            with self._lock:
+                self._registry.admit(prepared, pin)
+        return prepared.program_id
 
     @contextmanager
-    def _counted(self, method: str) -> Iterator[None]:
-        """Count a call by method and outcome, as the daemon's request counters do."""
-        code = "UNKNOWN"
+    def _counted(self, method: Method) -> Iterator[None]:
+        """Count a call by method and outcome, as the daemon's request counters do; the daemon code's errors
+        become the library's here (``_local.daemon_errors``), the local twin of a gRPC client's ``_attempt``."""
+        code = grpc.StatusCode.UNKNOWN
         try:
-            yield
-            code = "OK"
+            with _local.daemon_errors(method):
+                yield
+            code = grpc.StatusCode.OK
         except FpgacspError as exc:
-            code = exc.code.name if exc.code is not None else "INVALID_ARGUMENT"
+            # no code: a check of the client's own, which the daemon would have answered INVALID_ARGUMENT
+            code = exc.code if exc.code is not None else grpc.StatusCode.INVALID_ARGUMENT
             raise
         except (ValueError, TypeError):
-            code = "INVALID_ARGUMENT"
+            code = grpc.StatusCode.INVALID_ARGUMENT
             raise
         finally:
             with self._lock:
-                self._requests[(method, code)] += 1
+                self._requests[(method.value, code.name)] += 1
 
 
-def _info(pid: str, e: _Entry) -> ProgramInfo:
-    p = e.program
+def _info(entry: ProgramEntry) -> ProgramInfo:
     return ProgramInfo(
-        program_id=pid,
-        num_vars=p.num_vars,
-        domain_size=p.domain_size,
-        num_constraints=len(p.constraints),
-        encoded_bytes=len(encode_program(p)),
-        pinned=e.pinned,
-        solves=e.solves,
-        registered_unix_ms=e.registered_ms,
-        last_used_unix_ms=e.last_used_ms,
+        program_id=entry.program_id,
+        num_vars=entry.num_vars,
+        domain_size=entry.domain_size,
+        num_constraints=entry.num_constraints,
+        encoded_bytes=entry.encoded_bytes,
+        pinned=entry.pinned,
+        solves=entry.solves,
+        registered_unix_ms=entry.registered_unix_ms,
+        last_used_unix_ms=entry.last_used_unix_ms,
     )
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _self_test(solver: LocalSolver) -> SelfTestResult:
-    """Known answers: a Latin square of order 4 is found (and is one), two equal givens in a row are UNSAT."""
-    start = time.perf_counter()
-    rows = [tuple(4 * r + c for c in range(4)) for r in range(4)]
-    cols = [tuple(4 * r + c for r in range(4)) for c in range(4)]
-    square = make_program(16, 4, [AllDiff(u, exact=True) for u in rows + cols])
-    full = np.full((2, 16), 0b1111, dtype=np.uint64)
-    full[1, 0] = full[1, 1] = 0b0001  # cells (0, 0) and (0, 1) both 0: the row is unsatisfiable
-    res = solver.solve(square, full, mode=Mode.SOLVE, max_solutions=1)
-    values = np.log2(res.domains[0].astype(np.float64)).astype(np.int64) if res.status[0] == Status.SOLVED else None
-    latin = values is not None and all(len({int(values[i]) for i in u}) == 4 for u in rows + cols)
-    cases = (
-        SelfTestCase("latin-square-4", bool(latin), f"status {Status(int(res.status[0])).name}"),
-        SelfTestCase("unsat-row", int(res.status[1]) == Status.UNSAT, f"status {Status(int(res.status[1])).name}"),
-    )
-    return SelfTestResult(all(c.passed for c in cases), cases, int((time.perf_counter() - start) * 1e6))
 
 
 def _reconnect_local(timeout: float, threads: int | None) -> LocalClient:

@@ -21,8 +21,9 @@ the admin calls are repeatable); a program the restarted daemon no longer knows 
 ``DEADLINE_EXCEEDED``, ``RESOURCE_EXHAUSTED``, ``INTERNAL``, ...) is raised at once. ``W = 0`` (the client's
 default) is the old fail-fast behaviour: the error after gRPC's own retries is raised as it came.
 
-:class:`DaemonWait` holds the policy and the bookkeeping of one RPC; the clients only supply the sleeping and
-the waiting for the channel (``time.sleep`` and ``_channel.wait_ready``, or their asyncio twins).
+:class:`DaemonWait` holds the policy and the bookkeeping of one RPC; the loop around it is written once, in
+``_flow.rpc``, and the clients only supply the sleeping and the waiting for the channel (``time.sleep`` and
+``_channel.wait_ready``, or their asyncio twins) when that flow asks for them.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def check_wait_for_daemon(value: object, name: str = "wait_for_daemon_s") -> flo
 class DaemonWait:
     """One RPC's wait for an unavailable daemon (create one per RPC, not per attempt).
 
-    The loop around an attempt, written the same way by both clients::
+    The loop around an attempt (``_flow.rpc``, where each step is an operation the client performs)::
 
         wait = DaemonWait(target, wait_for_daemon_s, deadline)
         while True:

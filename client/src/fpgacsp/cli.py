@@ -40,11 +40,12 @@ from typing import TextIO
 import numpy as np
 from fpgacsp_proto.bitset import singleton_values
 from fpgacsp_proto.isa import Mode, Status
+from fpgacsp_proto.limits import DEFAULT_NODE_LIMIT
 
+from ._base import DEFAULT_TARGET, DEFAULT_TIMEOUT, Client
 from ._channel import TLS
-from ._client import DEFAULT_TARGET, DEFAULT_TIMEOUT, Client, connect
+from ._client import connect
 from ._errors import FpgacspError, UnavailableError
-from ._local import DEFAULT_NODE_LIMIT
 from ._types import DeviceStatus, ProgramInfo, Stats
 from .problems.sudoku import (
     BLANKS,
