@@ -9,6 +9,7 @@ sequence. ``test_client_grpc.py`` checks the same contract end to end over a rea
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -154,8 +155,8 @@ def test_a_pinned_program_is_registered_again_pinned() -> None:
 
 def test_internal_is_sent_again_and_other_server_errors_are_not() -> None:
     session, fake = Session("t", 0.0), Daemons()
-    internal = [ServerError("device gave up", grpc.StatusCode.INTERNAL, Method.SOLVE) for _ in range(3)]
-    fake.fail["Solve"] = internal[: SOLVE_RETRIES_ON_INTERNAL]
+    internal: list[FpgacspError] = [ServerError("gave up", grpc.StatusCode.INTERNAL, Method.SOLVE) for _ in range(3)]
+    fake.fail["Solve"] = internal[:SOLVE_RETRIES_ON_INTERNAL]
     run(solve(session), fake.perform)
     assert fake.log.count("Solve") == SOLVE_RETRIES_ON_INTERNAL + 1
     fake.log.clear()
@@ -240,4 +241,4 @@ def test_an_error_that_is_not_the_flows_passes_out_and_closes_it() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         run(flow, perform)
-    assert flow.gi_frame is None  # closed: nothing left suspended
+    assert inspect.getgeneratorstate(flow) == inspect.GEN_CLOSED  # nothing left suspended

@@ -105,11 +105,11 @@ def test_local_enforces_the_daemons_registry_limits() -> None:
     too_many = RegistryConfig().max_vars + 1
     wide = make_program(too_many, 2, [Neq(0, 1, 0)])
     with connect("local") as client:
-        with pytest.raises(fpgacsp.ProgramLimitError, match="registry.max_vars") as exc:
+        with pytest.raises(fpgacsp.ProgramLimitError, match=r"registry\.max_vars") as exc:
             client.register(wide)
         assert exc.value.method == "RegisterProgram" and exc.value.code is not None
         # a solve's implicit registration fails the same way, as RegisterProgram would over gRPC
-        with pytest.raises(fpgacsp.ProgramLimitError, match="registry.max_vars"):
+        with pytest.raises(fpgacsp.ProgramLimitError, match=r"registry\.max_vars"):
             client.solve(wide, np.full((1, too_many), 0b11, dtype=np.uint64))
         stats = client.stats()
         assert stats.count("RegisterProgram", "RESOURCE_EXHAUSTED") == 1
