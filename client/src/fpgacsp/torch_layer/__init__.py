@@ -35,7 +35,7 @@ from ._estimators import (
     make_estimator,
 )
 from ._function import SolveFunction, SolverClient, SolveSpec
-from ._layer import ConstraintLayer, SolverOutput
+from ._layer import ConstraintLayer, LayerInfo, SolverOutput, SolveStats
 from ._losses import hamming_loss
 
 __all__ = [
@@ -49,11 +49,13 @@ __all__ = [
     "Estimator",
     "IdentitySTE",
     "Interpolation",
+    "LayerInfo",
     "MinProbability",
     "Perturbed",
     "RelaxationSTE",
     "SolveFunction",
     "SolveSpec",
+    "SolveStats",
     "SolverClient",
     "SolverOutput",
     "Threshold",

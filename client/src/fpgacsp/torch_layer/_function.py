@@ -9,8 +9,9 @@ that need it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,7 +23,7 @@ from torch.autograd.function import FunctionCtx
 from ._discretize import Discretizer, check_logits, domains_to_values, value_priorities
 from ._estimators import BackwardContext, Estimator
 
-__all__ = ["SolveFunction", "SolveSpec", "SolverClient"]
+__all__ = ["SolveFunction", "SolveRecorder", "SolveSpec", "SolverClient"]
 
 
 class SolverClient(Protocol):
@@ -41,6 +42,30 @@ class SolverClient(Protocol):
         ...
 
 
+@dataclass
+class SolveRecorder:
+    """What the solver calls of one forward (and of the backward that follows it) cost, for ``layer.info``.
+
+    The spec is frozen and shared by the forward and the estimator's backward, so the counts live in this small
+    mutable record the layer hands in with each forward; ``backward`` flips to True once the forward has returned,
+    so the solves an estimator makes (Interpolation, Perturbed, Abduction) are told apart from the forward's.
+    """
+
+    backward: bool = False
+    calls: list[int] = field(default_factory=lambda: [0, 0])  # [forward, backward]
+    solver_s: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    nodes: list[int] = field(default_factory=lambda: [0, 0])
+    statuses: list[np.ndarray] = field(default_factory=lambda: [np.zeros(256, np.int64), np.zeros(256, np.int64)])
+    backward_s: float | None = None  # wall time of the estimator's backward, solves included; None: not run
+
+    def record(self, seconds: float, status: np.ndarray, nodes: np.ndarray) -> None:
+        i = int(self.backward)
+        self.calls[i] += 1
+        self.solver_s[i] += seconds
+        self.nodes[i] += int(nodes.sum())
+        self.statuses[i] += np.bincount(status.astype(np.int64, copy=False), minlength=256)[:256]
+
+
 @dataclass(frozen=True, eq=False)
 class SolveSpec:
     """Everything one forward pass needs besides the logits."""
@@ -53,6 +78,7 @@ class SolveSpec:
     priorities: bool = False
     node_limit: int | None = None
     timeout: float | None = None
+    recorder: SolveRecorder | None = None  # the layer's per-forward counts (``layer.info``); None: not recorded
 
     def run(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Solve ``logits [B, N, D]`` (already checked) to ``(values, status, nodes)`` on the logits' device."""
@@ -73,7 +99,11 @@ class SolveSpec:
             options["node_limit"] = self.node_limit
         if self.timeout is not None:
             options["timeout"] = self.timeout
+        t0 = time.perf_counter()
         result = self.client.solve(self.program, domains, priorities, **options)
+        solver_s = time.perf_counter() - t0
+        if self.recorder is not None:
+            self.recorder.record(solver_s, np.asarray(result.status), np.asarray(result.nodes))
         values = domains_to_values(result.domains, self.program.domain_size, like=like)
         status = torch.as_tensor(np.asarray(result.status, dtype=np.int64), device=like.device)
         nodes = torch.as_tensor(np.asarray(result.nodes, dtype=np.int64), device=like.device)
@@ -100,6 +130,8 @@ class SolveFunction(torch.autograd.Function):
         ctx: FunctionCtx, logits: Tensor, spec: SolveSpec, labels: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         values, status, nodes = spec.run(logits)
+        if spec.recorder is not None:
+            spec.recorder.backward = True  # any solve from here on is the estimator's
         ctx.spec = spec  # type: ignore[attr-defined]
         ctx.labels = labels  # type: ignore[attr-defined]
         ctx.save_for_backward(logits, values)
@@ -126,7 +158,10 @@ class SolveFunction(torch.autograd.Function):
             labels=ctx.labels,
             solve=spec.solve_domains,
         )
+        t0 = time.perf_counter()
         grad = spec.estimator.backward(bctx, grad_values)
+        if spec.recorder is not None:
+            spec.recorder.backward_s = time.perf_counter() - t0
         if grad.shape != logits.shape:
             raise RuntimeError(
                 f"{spec.estimator!r} returned a gradient of shape {list(grad.shape)} for logits {list(logits.shape)}"

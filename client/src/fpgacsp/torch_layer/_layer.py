@@ -15,6 +15,9 @@ import math
 import numbers
 import os
 import threading
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from fpgacsp_proto.isa import Mode, Program, Status
@@ -23,9 +26,9 @@ from torch import Tensor, nn
 from .._retry import check_wait_for_daemon
 from ._discretize import ConfidentArgmax, Discretizer, Threshold, check_labels, check_logits
 from ._estimators import Estimator, make_estimator
-from ._function import SolveFunction, SolverClient, SolveSpec
+from ._function import SolveFunction, SolverClient, SolveRecorder, SolveSpec
 
-__all__ = ["ConstraintLayer", "SolverOutput"]
+__all__ = ["ConstraintLayer", "LayerInfo", "SolveStats", "SolverOutput"]
 
 _MODES = {"solve": Mode.SOLVE, "propagate": Mode.PROPAGATE}
 DEFAULT_WAIT_FOR_DAEMON_S = 30.0  # a training step rides through a daemon restart instead of failing
@@ -49,6 +52,46 @@ class SolverOutput(NamedTuple):
     def solved(self) -> Tensor:
         """``bool[B]``: which instances came back SOLVED."""
         return self.status == int(Status.SOLVED)
+
+
+@dataclass(frozen=True)
+class SolveStats:
+    """The solver calls of one pass: how many, their wall time (s), their nodes and their statuses."""
+
+    solver_calls: int
+    solver_s: float
+    nodes: int
+    statuses: MappingProxyType[Status, int]  # every Status, 0 where none came back; read-only
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What the layer's last forward cost (``layer.info``, as cvxpylayers publishes ``info``).
+
+    ``batch_size``: B. ``forward_s``: wall time of the whole forward (checks, discretizing, priorities, packing,
+    solving, unpacking). ``solver_s``: the part spent in the client's ``solve`` (for ``"local"`` the engine, for a
+    daemon the RPC round trip). ``outside_solver_s = forward_s - solver_s``: the layer's own cost.
+    ``nodes``, ``statuses`` and ``solver_calls`` sum the forward's solver calls (one today). ``backward``: the
+    solves the estimator made in the backward of this forward (Interpolation, Perturbed, Abduction) and
+    ``backward_s`` its wall time; both stay at None until that backward has run, and ``backward`` keeps
+    ``solver_calls == 0`` for estimators that do not solve (identity, relaxation). The info is a snapshot:
+    read ``layer.info`` again after ``loss.backward()`` to see the backward.
+    """
+
+    batch_size: int
+    forward_s: float
+    solver_s: float
+    outside_solver_s: float
+    nodes: int
+    statuses: MappingProxyType[Status, int]
+    solver_calls: int
+    backward: SolveStats | None = None
+    backward_s: float | None = None
+
+
+def _stats(rec: SolveRecorder, i: int) -> SolveStats:
+    counts = MappingProxyType({s: int(rec.statuses[i][int(s)]) for s in Status})
+    return SolveStats(rec.calls[i], rec.solver_s[i], rec.nodes[i], counts)
 
 
 class ConstraintLayer(nn.Module):
@@ -110,6 +153,7 @@ class ConstraintLayer(nn.Module):
         self._lock = threading.Lock()
         self._connected: SolverClient | None = None  # our own connection to ``target``, for ``_pid`` only
         self._pid = 0
+        self._last: tuple[int, float, SolveRecorder] | None = None  # (B, forward seconds, counts) for ``info``
 
     def forward(self, logits: Tensor, labels: Tensor | None = None) -> SolverOutput:
         """Discretize, solve and return :class:`SolverOutput`; the inputs are checked before anything is sent.
@@ -118,6 +162,7 @@ class ConstraintLayer(nn.Module):
         elsewhere (the convention of an ``ignore_index``). The forward ignores them; they reach the estimator
         (:class:`Abduction` fixes those values in its second solve) and are the tensor :func:`hamming_loss` takes.
         """
+        t0 = time.perf_counter()
         check_logits(logits, self.program.num_vars, self.program.domain_size)
         if labels is not None:
             labels = check_labels(labels, logits.shape).detach()
@@ -130,9 +175,31 @@ class ConstraintLayer(nn.Module):
             priorities=self.priorities,
             node_limit=self.node_limit,
             timeout=self.timeout,
+            recorder=(recorder := SolveRecorder()),
         )
         values, status, nodes = SolveFunction.apply(logits, spec, labels)
+        self._last = (int(logits.shape[0]), time.perf_counter() - t0, recorder)
         return SolverOutput(values, status, nodes)
+
+    @property
+    def info(self) -> LayerInfo | None:
+        """:class:`LayerInfo` of this layer's last forward in this process (None before the first)."""
+        if self._last is None:
+            return None
+        batch, forward_s, rec = self._last
+        fwd = _stats(rec, 0)
+        ran_backward = rec.backward_s is not None
+        return LayerInfo(
+            batch_size=batch,
+            forward_s=forward_s,
+            solver_s=fwd.solver_s,
+            outside_solver_s=max(forward_s - fwd.solver_s, 0.0),
+            nodes=fwd.nodes,
+            statuses=fwd.statuses,
+            solver_calls=fwd.solver_calls,
+            backward=_stats(rec, 1) if ran_backward else None,
+            backward_s=rec.backward_s,
+        )
 
     @property
     def client(self) -> SolverClient:
@@ -158,12 +225,14 @@ class ConstraintLayer(nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.update(_lock=None, _connected=None, _pid=0)  # a connection never travels; the target does
+        # a connection never travels (the target does), nor the last forward's info (it describes this process)
+        state.update(_lock=None, _connected=None, _pid=0, _last=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._lock = threading.Lock()
+        self.__dict__.setdefault("_last", None)  # pickled before ``info`` existed
         if "wait_for_daemon_s" not in self.__dict__:  # pickled before the option existed
             self.wait_for_daemon_s = DEFAULT_WAIT_FOR_DAEMON_S if self._client is None else None
 
