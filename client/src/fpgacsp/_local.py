@@ -125,8 +125,6 @@ def self_test(solver: LocalSolver) -> SelfTestResult:
 class _EngineAsDevice:
     """What :func:`fpgacspd.selftest.run_self_test` calls of a device, over a :class:`LocalSolver`."""
 
-    backend = "local"
-
     def __init__(self, solver: LocalSolver) -> None:
         self._solver = solver
         self._loaded: dict[str, Program] = {}
