@@ -190,19 +190,51 @@ def value_priorities(logits: Tensor) -> np.ndarray:
     """
     x = _as_float(logits)
     d = x.shape[-1]
+    if d <= _PAIRWISE_MAX_D:
+        return _pairwise_priorities(x.to("cpu").numpy())
     order = torch.argsort(x, dim=-1, descending=True, stable=True)
     ranks = torch.arange(d - 1, -1, -1, device=x.device, dtype=torch.int64).expand_as(order)
     prio = torch.empty_like(order).scatter_(-1, order, ranks)
     return prio.to(device="cpu", dtype=torch.uint8).numpy()
 
 
+# Up to this many values, ranking by pairwise comparison (D (D - 1) / 2 vectorised compares) beats a stable argsort
+# over rows this short by 10-30x (bench/layer.py); past it the quadratic count of compares loses.
+_PAIRWISE_MAX_D = 16
+
+
+def _pairwise_priorities(x: np.ndarray) -> np.ndarray:
+    """:func:`value_priorities` without a sort: the same ranks, bit for bit (tests/client/test_layer_fast_paths.py).
+
+    Value ``i``'s rank is the number of values that beat it: ``j`` beats ``i`` when ``x_j > x_i``, or on a tie when
+    ``j < i`` (the stable descending argsort's order). Each pair ``i < j`` is compared once over all rows: ``j``
+    beats ``i`` exactly when ``x_j > x_i``, otherwise ``i`` beats ``j``. Priority = ``D - 1 - rank``.
+    """
+    d = x.shape[-1]
+    cols = np.ascontiguousarray(x.reshape(-1, d).T)  # [D, rows]: each value's column contiguous for the compares
+    prio = np.full(cols.shape, d - 1, dtype=np.uint8)
+    for i in range(d - 1):
+        for j in range(i + 1, d):
+            j_beats_i = cols[j] > cols[i]
+            prio[i] -= j_beats_i
+            prio[j] -= ~j_beats_i
+    return np.ascontiguousarray(prio.T).reshape(x.shape)
+
+
 def mask_to_domains(mask: Tensor) -> np.ndarray:
     """``bool[B, N, D]`` to bitsets ``uint64[B, N]`` (bit ``v`` set where ``mask[b, n, v]``)."""
     m = mask.detach().to(device="cpu", dtype=torch.bool).numpy()
+    if m.shape[-1] <= 64:
+        # an integer matrix product with the powers of two: exact in uint64 (numpy's integer matmul does not go
+        # through floating point), and 3-4x faster than packbits plus the byte shuffling below
+        return np.ascontiguousarray(m.view(np.uint8) @ _POWERS_OF_TWO[: m.shape[-1]])
     packed = np.packbits(m, axis=-1, bitorder="little")  # [B, N, ceil(D / 8)], value v is bit v % 8 of byte v // 8
     words = np.zeros((*m.shape[:-1], 8), dtype=np.uint8)
     words[..., : packed.shape[-1]] = packed
     return np.ascontiguousarray(words).view("<u8")[..., 0].astype(np.uint64)
+
+
+_POWERS_OF_TWO = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
 
 
 def domains_to_values(domains: np.ndarray, domain_size: int, like: Tensor) -> Tensor:
