@@ -158,9 +158,11 @@ _TORCH_LAYER_NAMES = (
     "ConstraintLayer",
     "IdentitySTE",
     "Interpolation",
+    "LayerInfo",
     "MinProbability",
     "Perturbed",
     "RelaxationSTE",
+    "SolveStats",
     "SolverOutput",
     "Threshold",
     "TopK",
@@ -179,10 +181,12 @@ if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ below 
     from .torch_layer import ConstraintLayer as ConstraintLayer
     from .torch_layer import IdentitySTE as IdentitySTE
     from .torch_layer import Interpolation as Interpolation
+    from .torch_layer import LayerInfo as LayerInfo
     from .torch_layer import MinProbability as MinProbability
     from .torch_layer import Perturbed as Perturbed
     from .torch_layer import RelaxationSTE as RelaxationSTE
     from .torch_layer import SolverOutput as SolverOutput
+    from .torch_layer import SolveStats as SolveStats
     from .torch_layer import Threshold as Threshold
     from .torch_layer import TopK as TopK
     from .torch_layer import Widening as Widening
