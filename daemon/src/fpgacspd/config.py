@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# registry.max_vars / max_constraints may not exceed what the ISA lets a program hold at all
+from fpgacsp_proto.isa import MAX_CONSTRAINTS, MAX_VARS
 from fpgacsp_proto.limits import DEFAULT_NODE_LIMIT, MAX_LIMIT
 
 from .device.sim.faults import FaultPlan
@@ -212,8 +214,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batching", "max_queue", "--max-queue", "int", "requests waiting before RESOURCE_EXHAUSTED", 1, MAX_LIMIT),
     Setting("registry", "max_programs", "--max-programs", "int", "programs held (LRU eviction of unpinned ones)", 1,
             MAX_LIMIT),
-    Setting("registry", "max_vars", "--max-vars", "int", "variables per program", 1, 1 << 20),
-    Setting("registry", "max_constraints", "--max-constraints", "int", "constraints per program", 0, 1 << 22),
+    Setting("registry", "max_vars", "--max-vars", "int", "variables per program", 1, MAX_VARS),
+    Setting("registry", "max_constraints", "--max-constraints", "int", "constraints per program", 0, MAX_CONSTRAINTS),
     Setting("registry", "max_program_bytes", "--max-program-bytes", "int", "encoded bytes per program", 1, MAX_LIMIT),
     Setting("registry", "max_total_bytes", "--max-registry-bytes", "int", "estimated memory of all programs held "
             "(LRU eviction of unpinned ones)", 1, MAX_LIMIT),

@@ -24,10 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from fpgacsp_proto.isa import AllDiff, Constraint, Linear, LinearOp, Mode, Neq, Program, Status, Table2
 
-DEFAULT_NODE_LIMIT = 1_000_000
-
-
-MAX_LIMIT = (1 << 63) - 1  # limits are int64 in the kernels and on the device
+# Defined once in the wire package, so the client's local default and bound are the engine's (and the daemon's).
+from fpgacsp_proto.limits import DEFAULT_NODE_LIMIT, MAX_LIMIT
 
 
 @dataclass(frozen=True)
