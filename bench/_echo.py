@@ -13,12 +13,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 
 import grpc
 
 METHOD = "/bench.Echo/Echo"
+STREAM_METHOD = "/bench.Echo/EchoStream"  # bidirectional: one answer per request, like Solver.SolveStream
 _OPTIONS = [("grpc.so_reuseport", 0)]
 
 
@@ -28,9 +30,16 @@ async def _serve(response_bytes: int) -> None:
     async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return payload
 
+    async def echo_stream(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        async for _ in requests:
+            yield payload
+
     server = grpc.aio.server(options=_OPTIONS)
-    handler = grpc.unary_unary_rpc_method_handler(echo)  # bytes in, bytes out: no (de)serializer
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),))
+    handlers = {  # bytes in, bytes out: no (de)serializer
+        "Echo": grpc.unary_unary_rpc_method_handler(echo),
+        "EchoStream": grpc.stream_stream_rpc_method_handler(echo_stream),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(port, flush=True)

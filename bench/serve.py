@@ -60,6 +60,7 @@ from bench._device import (
     render_register_path,
 )
 from bench._echo import METHOD as ECHO_METHOD
+from bench._echo import STREAM_METHOD as ECHO_STREAM_METHOD
 from bench._echo import EchoServer
 from bench._report import REPO, git_commit, machine, versions
 from bench._serving import Daemon
@@ -92,6 +93,9 @@ STUB_LATENCY = "default, TCP, bare stub"
 ECHO_LOAD = "bare grpc.aio echo (same payload sizes)"
 LOAD_ON = "batching on (max_batch 1024, max_delay_us 0)"
 LOAD_OFF = "batching off (--max-batch 1)"
+ECHO_STREAM_LOAD = "bare grpc.aio echo, one stream per client"
+STREAM_ON = "streaming, batching on"
+STREAM_OFF = "streaming, batching off"
 
 
 @dataclass
@@ -228,11 +232,14 @@ def _load_result(label: str, run: _Loop, merged: float) -> LoadResult:
     )  # fmt: skip
 
 
-async def closed_loop(label: str, daemon: Daemon, domains: np.ndarray, duration: float) -> LoadResult:
-    """``CLIENTS`` client-library connections, one channel each, sending batch-1 Solves back to back.
+async def closed_loop(
+    label: str, daemon: Daemon, domains: np.ndarray, duration: float, streaming: bool = False
+) -> LoadResult:
+    """``CLIENTS`` client-library connections, one channel each, sending batch-1 Solves back to back (each as
+    its own unary call, or with ``streaming`` as items of the client's one SolveStream call).
 
     Clients connect and solve once before the clock starts; the daemon's stats are taken over the same span."""
-    conns = [connect_async(daemon.address, timeout=30) for _ in range(CLIENTS)]
+    conns = [connect_async(daemon.address, timeout=30, streaming=streaming) for _ in range(CLIENTS)]
     for c in conns:
         await c.register(PROGRAM)
         await c.solve(PROGRAM, domains[:1])
@@ -264,7 +271,30 @@ async def echo_closed_loop(echo: EchoServer, request: bytes, duration: float) ->
     run = await _closed_loop([caller(m) for m in methods], duration, echo.cpu_seconds)
     for ch in channels:
         await ch.close()
-    return _load_result("bare grpc.aio echo (same payload sizes)", run, 1.0)
+    return _load_result(ECHO_LOAD, run, 1.0)
+
+
+async def echo_stream_closed_loop(echo: EchoServer, request: bytes, duration: float) -> LoadResult:
+    """The streaming load on the bare echo server: ``CLIENTS`` channels, one bidirectional call each, one
+    request written and its answer read at a time (what a streaming client's closed loop does)."""
+    channels = [grpc.aio.insecure_channel(echo.address) for _ in range(CLIENTS)]
+    calls = [ch.stream_stream(ECHO_STREAM_METHOD)() for ch in channels]
+
+    def caller(call: grpc.aio.StreamStreamCall) -> Callable[[int], Awaitable[object]]:
+        async def one(_j: int) -> object:
+            await call.write(request)
+            return await call.read()
+
+        return one
+
+    callers = [caller(c) for c in calls]
+    for one in callers:
+        await one(0)
+    run = await _closed_loop(callers, duration, echo.cpu_seconds)
+    for call, ch in zip(calls, channels, strict=True):
+        await call.done_writing()
+        await ch.close()
+    return _load_result(ECHO_STREAM_LOAD, run, 1.0)
 
 
 def payload_sizes(address: str, domains: np.ndarray) -> tuple[bytes, int]:
@@ -278,8 +308,10 @@ def payload_sizes(address: str, domains: np.ndarray) -> tuple[bytes, int]:
     return request.SerializeToString(), answer.ByteSize()
 
 
-def measure_load(label: str, daemon: Daemon, domains: np.ndarray, settings: Settings) -> LoadResult:
-    return asyncio.run(closed_loop(label, daemon, domains, settings.duration))
+def measure_load(
+    label: str, daemon: Daemon, domains: np.ndarray, settings: Settings, streaming: bool = False
+) -> LoadResult:
+    return asyncio.run(closed_loop(label, daemon, domains, settings.duration, streaming))
 
 
 def measure_echo_latency(echo: EchoServer, request: bytes, count: int) -> LatencyResult:
@@ -514,6 +546,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loads.setdefault(ECHO_LOAD, []).append(asyncio.run(echo_closed_loop(echo, request, settings.duration)))
                 loads.setdefault(LOAD_ON, []).append(measure_load(LOAD_ON, daemon, domains, settings))
                 loads.setdefault(LOAD_OFF, []).append(measure_load(LOAD_OFF, unbatched, domains, settings))
+                loads.setdefault(ECHO_STREAM_LOAD, []).append(
+                    asyncio.run(echo_stream_closed_loop(echo, request, settings.duration))
+                )
+                loads.setdefault(STREAM_ON, []).append(measure_load(STREAM_ON, daemon, domains, settings, True))
+                loads.setdefault(STREAM_OFF, []).append(measure_load(STREAM_OFF, unbatched, domains, settings, True))
                 progress(f"{CLIENTS} clients, run {run + 1}")
     with Daemon(["--max-delay-us", "500"]) as daemon:
         label = "--max-delay-us 500, TCP"

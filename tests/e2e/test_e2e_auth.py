@@ -7,6 +7,7 @@ log, the file is re-read on SIGHUP without dropping a call in flight, and the Un
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import stat
@@ -19,8 +20,9 @@ import grpc
 import numpy as np
 import pytest
 from daemon_process import DaemonError, DaemonProcess
-from fpgacsp import PermissionDeniedError, UnauthenticatedError, connect
+from fpgacsp import PermissionDeniedError, UnauthenticatedError, connect, connect_async
 from fpgacsp.problems import sudoku_program
+from fpgacsp_proto.v1 import solver_pb2, solver_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -62,6 +64,20 @@ def test_a_solve_token_solves_and_reads_status_but_may_not_reset(daemon: DaemonP
             client.self_test()
     with connect(daemon.address, token=ADMIN_TOKEN) as client:
         assert client.reset().self_test_passed
+
+
+def test_a_solve_stream_needs_a_token_too(daemon: DaemonProcess) -> None:
+    async def solve(token: str) -> list[int]:
+        async with connect_async(daemon.address, token=token, streaming=True, wait_for_daemon_s=0) as client:
+            return (await client.solve(PROGRAM, FULL)).status.tolist()
+
+    with grpc.insecure_channel(daemon.address) as channel:  # the stream itself, not the registration before it
+        item = solver_pb2.SolveStreamRequest(tag=1, request=solver_pb2.SolveRequest(program_id="0" * 64))
+        with pytest.raises(grpc.RpcError) as refused:
+            list(solver_pb2_grpc.SolverStub(channel).SolveStream(iter([item]), timeout=30))
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "no token" in (refused.value.details() or "")
+    assert asyncio.run(solve(SOLVER_TOKEN)) == [1, 1]
 
 
 def test_the_token_may_come_from_the_environment_and_works_over_the_unix_socket(

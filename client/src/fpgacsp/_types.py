@@ -32,6 +32,7 @@ class Method(enum.StrEnum):
 
     REGISTER_PROGRAM = "RegisterProgram"
     SOLVE = "Solve"
+    SOLVE_STREAM = "SolveStream"  # Solves as items of one call: connect_async(..., streaming=True)
     GET_PROGRAM = "GetProgram"
     LIST_PROGRAMS = "ListPrograms"
     RELEASE_PROGRAM = "ReleaseProgram"

@@ -148,6 +148,7 @@ class Batcher(Generic[I, R]):
         self._depth = 0
         self._in_flight: list[_Request[I, R]] = []
         self._accepting = True
+        self.refusing = asyncio.Event()  # set once new work is refused for good (drain, close): streams end
         self._refusal = ""  # why new work is refused, once it is
         self._draining = False
         self._wakeup = asyncio.Event()
@@ -409,6 +410,7 @@ class Batcher(Generic[I, R]):
     def _refuse(self, reason: str) -> None:
         if self._accepting:
             self._accepting, self._refusal = False, reason
+            self.refusing.set()
 
     # -- shutdown --------------------------------------------------------------------------------------
 

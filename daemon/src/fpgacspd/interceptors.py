@@ -16,8 +16,9 @@ and counted like every other answer. Methods that parse their own body off the e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,35 +53,53 @@ class CallAccounting(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         path = handler_call_details.method
-        if handler is None or not path.startswith(self.prefixes) or handler.unary_unary is None:
-            return handler  # every Solver and Admin method is unary: nothing else to account here
-        return handler._replace(unary_unary=self._accounted(handler.unary_unary, path.rpartition("/")[2]))
+        if handler is None or not path.startswith(self.prefixes):
+            return handler
+        method = path.rpartition("/")[2]
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._accounted(handler.unary_unary, method))
+        if handler.stream_stream is not None:  # SolveStream: the call here, its items by the servicer
+            return handler._replace(stream_stream=self._accounted_stream(handler.stream_stream, method))
+        return handler
 
     def _accounted(self, behaviour: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
-        state, observer = self.state, self.observer
-
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = state.call_started()
-            code = "OK"
-            try:
+            with self._call(method, context):
                 return await behaviour(request, context)
-            except asyncio.CancelledError:
-                # the caller cancelled or its deadline passed: gRPC answers it; we only count it
-                remaining = context.time_remaining()
-                code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-                raise
-            except BaseException:
-                # context.abort (the error boundary, a refusal) raised after setting the code; anything else is
-                # grpc's own INTERNAL
-                status = context.code()
-                code = status.name if isinstance(status, grpc.StatusCode) else "INTERNAL"
-                raise
-            finally:
-                state.call_ended()
-                observer.observe_rpc(method, time.monotonic() - started)
-                observer.count_request(method, code)
 
         return unary_unary
+
+    def _accounted_stream(self, behaviour: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+        async def stream_stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            with self._call(method, context):
+                async for response in _as_async_iterator(behaviour(requests, context)):
+                    yield response
+
+        return stream_stream
+
+    @contextlib.contextmanager
+    def _call(self, method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+        """One call of ``method``: running while inside, then timed and counted by the code it ended with."""
+        state, observer = self.state, self.observer
+        started = state.call_started()
+        code = "OK"
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            # the caller cancelled or its deadline passed: gRPC answers it; we only count it
+            remaining = context.time_remaining()
+            code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            raise
+        except BaseException:
+            # context.abort (the error boundary, a refusal) raised after setting the code; anything else is
+            # grpc's own INTERNAL
+            status = context.code()
+            code = status.name if isinstance(status, grpc.StatusCode) else "INTERNAL"
+            raise
+        finally:
+            state.call_ended()
+            observer.observe_rpc(method, time.monotonic() - started)
+            observer.count_request(method, code)
 
 
 @dataclass(frozen=True)

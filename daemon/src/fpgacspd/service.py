@@ -9,10 +9,11 @@ method of every service.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -25,6 +26,7 @@ from . import wire
 from .core import Core
 from .errors import DaemonError
 from .logs import get_logger, log_event
+from .solve_stream import StreamEnd, serve_stream
 
 _log = get_logger("service")
 Req = TypeVar("Req")
@@ -69,6 +71,14 @@ def rpc(method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
     return decorate
 
 
+def item_timeout(timeout_us: int, call_remaining: float | None) -> float | None:
+    """Seconds a stream item may take: its own ``timeout_us`` (0 = none) within what is left of the call's."""
+    own = timeout_us / 1e6 if timeout_us else None
+    if own is None or call_remaining is None:
+        return own if call_remaining is None else call_remaining
+    return min(own, call_remaining)
+
+
 class _Servicer:
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -110,11 +120,49 @@ class SolverServicer(_Servicer, solver_pb2_grpc.SolverServicer):
     async def Solve(  # noqa: N802
         self, request: solver_pb2.SolveRequest, context: grpc.aio.ServicerContext
     ) -> solver_pb2.SolveResponse:
+        return await self._solve(request, context.time_remaining())
+
+    async def SolveStream(  # noqa: N802
+        self, requests: AsyncIterable[solver_pb2.SolveStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[solver_pb2.SolveStreamResponse]:
+        async def answer(item: solver_pb2.SolveStreamRequest) -> solver_pb2.SolveStreamResponse:
+            return await self._stream_item(item, context)
+
+        async for got in serve_stream(requests, answer, self.core.batcher.refusing):
+            if got is StreamEnd.REFUSING:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, self.core.batcher.refusal)
+            elif not isinstance(got, StreamEnd):
+                yield got
+
+    async def _solve(self, request: solver_pb2.SolveRequest, timeout_s: float | None) -> solver_pb2.SolveResponse:
         self.core.check_available()
         entry = self.core.registry.use(request.program_id)
         batch = wire.decode_solve(request, entry, self.core.config.solve)
-        answer = await self.core.solve(batch, context.time_remaining())
+        answer = await self.core.solve(batch, timeout_s)
         return wire.encode_solve(answer, entry.domain_size)
+
+    async def _stream_item(
+        self, item: solver_pb2.SolveStreamRequest, context: grpc.aio.ServicerContext
+    ) -> solver_pb2.SolveStreamResponse:
+        """One item of a stream: a unary Solve's work and its error boundary, the status carried in the answer.
+        Counted and timed as a ``Solve`` (the stream call itself is counted as ``SolveStream``)."""
+        started, code = time.monotonic(), grpc.StatusCode.OK
+        timeout_s = item_timeout(item.timeout_us, context.time_remaining())
+        try:
+            response = await self._solve(item.request, timeout_s)
+            return solver_pb2.SolveStreamResponse(tag=item.tag, response=response)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the stream was cancelled: gRPC answers it, we only count
+            raise
+        except Exception as e:
+            code, message = to_status(e)
+            if code == grpc.StatusCode.INTERNAL:
+                log_event(_log, logging.ERROR, "rpc_failed", method="SolveStream", error=message, exc_info=True)
+            error = solver_pb2.ItemError(code=code.value[0], message=message)
+            return solver_pb2.SolveStreamResponse(tag=item.tag, error=error)
+        finally:
+            self.core.metrics.observe_rpc("Solve", time.monotonic() - started)
+            self.core.metrics.count_request("Solve", code.name)
 
 
 class AdminServicer(_Servicer, admin_pb2_grpc.AdminServicer):

@@ -42,9 +42,9 @@ def check_domains(domains: np.ndarray, num_vars: int, domain_size: int, field: s
         raise DomainError(f"{field}: negative words are not bitsets")
     arr = np.ascontiguousarray(arr, dtype=np.uint64)
     if domain_size < 64 and arr.size:
-        bad = np.argwhere(arr >> np.uint64(domain_size))
-        if len(bad):
-            b, n = (int(x) for x in bad[0])
+        high = arr >> np.uint64(domain_size)
+        if high.any():  # where, only when there is something to report (argwhere costs 15 us on a batch of 1)
+            b, n = (int(x) for x in np.argwhere(high)[0])
             raise DomainError(
                 f"{field}[{b}, {n}] = {int(arr[b, n]):#x} has bits set at or above domain_size {domain_size}"
             )
