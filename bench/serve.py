@@ -10,8 +10,9 @@ Three measurements on the ``magictour_top1465`` Sudoku puzzles (full solve, firs
    reaches 80% of the local engine.
 2. 64 concurrent asyncio clients (one process, one ``connect_async`` channel each) sending batch-1 requests
    in a closed loop for a fixed time, against a daemon with the default batching (``max_batch`` 1024,
-   ``max_delay_us`` 0) and against one started with ``--max-batch 1`` (batching off). Target: batching
-   gives 10 times the throughput.
+   ``max_delay_us`` 0) and against one started with ``--max-batch 1`` (batching off), each once with unary
+   calls and once with ``connect_async(streaming=True)`` (the Solves as items of one SolveStream call per
+   client); beside them a bare grpc.aio echo of the same payload sizes, unary and streaming (gRPC's floor).
 3. The register path (bench/_device.py): driver + simulated card against the fast core called directly at
    batch 1, 64 and 1024 (target: 90% at batch 1024), and the time to recover from each injected fault.
 4. Latency of sequential batch-1 requests on an otherwise idle daemon (default settings), as the client
@@ -477,6 +478,12 @@ def render(
     cpu_vs_echo = float(np.median(ratios([lr.cpu_ms_per_request for lr in on], echo_cpu)))
     batching = ratios([lr.per_s for lr in on], [lr.per_s for lr in off])
     speedup = float(np.median(batching))
+    s_on, s_off = loads[STREAM_ON], loads[STREAM_OFF]
+    s_cpu = [lr.cpu_ms_per_request for lr in s_on]
+    s_cpu_vs_echo = float(np.median(ratios(s_cpu, echo_cpu)))
+    s_cpu_vs_stream_echo = spread(ratios(s_cpu, [lr.cpu_ms_per_request for lr in loads[ECHO_STREAM_LOAD]]))
+    s_batching = ratios([lr.per_s for lr in s_on], [lr.per_s for lr in s_off])
+    s_vs_unary = spread(ratios([lr.per_s for lr in s_on], [lr.per_s for lr in on]))
     out += [
         "",
         "## Targets",
@@ -488,6 +495,11 @@ def render(
         f"- batching on vs off at {CLIENTS} clients at least 3x: {spread(batching)}x "
         f"({spread([lr.per_s for lr in on])} vs {spread([lr.per_s for lr in off])} requests/s) "
         f"{verdict(speedup >= 3)}",
+        f"- the same two with the streaming mechanism (`connect_async(streaming=True)`, one SolveStream call per "
+        f"client; {s_vs_unary}x the requests/s of unary calls): CPU per request {s_cpu_vs_echo:.2f}x "
+        f"the unary echo's ({spread(s_cpu)} vs {spread(echo_cpu)} ms; {s_cpu_vs_stream_echo}x the streaming echo's) "
+        f"{verdict(s_cpu_vs_echo <= 1.5)}; batching on vs off {spread(s_batching)}x "
+        f"{verdict(float(np.median(s_batching)) >= 3)}",
         f"- the register path with the simulated card adds at most 0.1 ms per batch-1 job: {one.overhead_ms:.2f} ms "
         f"{verdict(one.overhead_ms <= 0.1)}",
         f"- batch 1024 through the daemon at least 95% of the local engine: {big.ratio():.0%} "
