@@ -251,3 +251,28 @@ def test_a_batch_the_target_fails_is_marked_and_every_other_answer_is_still_writ
     assert "fpgacsp solve: 50 puzzles" in err and "solved 40," in err
     assert "NOT ANSWERED: 10 of 50 puzzles" in err
     assert "ServerError: Solve failed with INTERNAL: device: job_error" in err
+
+
+def test_threads_sets_the_local_engines_threads_and_changes_no_answer(
+    magictour_50: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fpgacsp._local_client as local_client
+
+    made: list[int | None] = []
+    real = local_client.LocalClient.__init__
+
+    def spy(self: local_client.LocalClient, **kw: Any) -> None:
+        real(self, **kw)
+        made.append(self._solver._engine.threads)  # the engine's own count, not only what was asked
+
+    monkeypatch.setattr(local_client.LocalClient, "__init__", spy)
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    assert main(["solve", str(magictour_50), "--threads", "1", "--out", str(one)]) == 0
+    assert main(["solve", str(magictour_50), "--threads", "2", "--out", str(two)]) == 0
+    assert made == [1, 2]
+    assert one.read_text() == two.read_text()
+
+
+def test_threads_with_a_daemon_target_is_a_usage_error(magictour_50: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["solve", str(magictour_50), "--target", "127.0.0.1:1", "--threads", "2"]) == 2
+    assert "--threads: only for --target local" in capsys.readouterr().err

@@ -201,3 +201,8 @@ def test_device_settings_are_checked(argv: list[str], message: str) -> None:
 def test_a_short_pci_address_gets_domain_0000_and_backend_has_a_short_flag() -> None:
     cfg = load_config(["--backend", "vfio", "--device", "01:00.0"], env={})
     assert (cfg.device.backend, cfg.device.address) == ("vfio", "0000:01:00.0")
+
+
+def test_threads_is_the_short_flag_of_the_engine_threads() -> None:
+    assert load_config(["--threads", "3"], env={}).device.threads == 3
+    assert load_config([], env={"FPGACSPD_DEVICE_THREADS": "2"}).device.threads == 2

@@ -42,7 +42,7 @@ from fpgacsp_proto.bitset import singleton_values
 from fpgacsp_proto.isa import Mode, Status
 from fpgacsp_proto.limits import DEFAULT_NODE_LIMIT
 
-from ._base import DEFAULT_TARGET, DEFAULT_TIMEOUT, Client
+from ._base import DEFAULT_TARGET, DEFAULT_TIMEOUT, LOCAL_TARGET, Client
 from ._channel import TLS
 from ._client import connect
 from ._errors import FpgacspError, UnavailableError
@@ -114,11 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("file", metavar="FILE", help="puzzle file")
     solve.add_argument(
         "--target",
-        default="local",
+        default=LOCAL_TARGET,
         metavar="ADDRESS",
         help="where to solve: 'local' (in-process engine; default), HOST:PORT or unix:///PATH (a daemon)",
     )
-    solve.add_argument("--mode", choices=("solve", "propagate"), default="solve", help="search or propagate only")
+    solve.add_argument(
+        "--mode",
+        choices=[m.name.lower() for m in (Mode.SOLVE, Mode.PROPAGATE)],
+        default=Mode.SOLVE.name.lower(),
+        help="search or propagate only",
+    )
     solve.add_argument("--out", metavar="OUT", help="write 'puzzle,result,status,nodes,solutions' lines here")
     solve.add_argument(
         "--node-limit", type=_positive, default=DEFAULT_NODE_LIMIT, metavar="N", help="search nodes per puzzle"
@@ -128,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     solve.add_argument("--batch", type=_positive, default=DEFAULT_BATCH, metavar="B", help="puzzles per engine call")
     solve.add_argument("--limit", type=_positive, default=None, metavar="N", help="read only the first N puzzles")
+    solve.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="--target local: engine threads (default: one per core); a daemon's own are its --threads",
+    )
     _add_timeout(solve)
     solve.set_defaults(func=cmd_solve)
     status = sub.add_parser(
@@ -188,7 +200,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     """``fpgacsp solve``: load, solve in batches, write the CSV in input order, summarise."""
     records = _load(args.file, args.limit)
     solver = _connect(args.target, args.timeout, args)
-    mode = Mode.SOLVE if args.mode == "solve" else Mode.PROPAGATE
+    mode = Mode[args.mode.upper()]  # argparse's choices are the Mode names, lower case
     with _open_out(args.out) as out:  # opened first: an unwritable OUT fails before any solving
         try:
             warmup = _warm_up(solver, records, mode)
@@ -209,7 +221,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def _connect(target: str, timeout: float, args: argparse.Namespace | None = None) -> Client:
     """``connect(target)``; a bad address or a missing local engine is a usage error (nothing is sent yet)."""
     extra: dict[str, object] = {}
-    if args is not None and target != "local":
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if target != LOCAL_TARGET:
+            raise _UsageError(
+                f"--threads: only for --target local; the daemon at {target!r} runs the threads it was started "
+                "with (fpgacspd --threads N)"
+            )
+        extra["threads"] = threads
+    if args is not None and target != LOCAL_TARGET:
         if args.tls or args.tls_ca or args.tls_cert:
             extra["tls"] = TLS(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
         if args.token:

@@ -231,7 +231,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("device", "address", "--device", "str", "vfio: PCI address of the card, e.g. 0000:01:00.0",
             check=_pci_address),
     Setting("device", "threads", "--device-threads", "int", "sim: engine threads of the simulated card; 0: all cores",
-            0, 4096),
+            0, 4096, aliases=("--threads",)),
     Setting("device", "job_timeout_ms", "--job-timeout-ms", "int", "a job with no progress for this long hangs", 1,
             3_600_000),
     Setting("device", "irq_poll_ms", "--irq-poll-ms", "int", "poll the completion ring after this long without an "
