@@ -18,7 +18,7 @@ PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 all: venv
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(VENV)/.kernel
 
 # Pinned third-party packages first, then stubs, then our three distributions in editable mode.
 $(VENV)/.installed: requirements/dev.txt proto/pyproject.toml daemon/pyproject.toml client/pyproject.toml
@@ -26,6 +26,12 @@ $(VENV)/.installed: requirements/dev.txt proto/pyproject.toml daemon/pyproject.t
 	$(PIP) -r requirements/dev.txt 2>&1 | $(PIP_QUIET)
 	$(MAKE) proto regmap
 	$(PIP) --no-build-isolation --no-deps -e proto -e daemon -e client 2>&1 | $(PIP_QUIET)
+	touch $@
+
+# The fast core's numba kernel, compiled into numba's disk cache now (about 90 s, with a message), so no first
+# solve or daemon start waits for it silently; again whenever the kernel's source changes.
+$(VENV)/.kernel: $(VENV)/.installed daemon/src/fpgacspd/engine/_kernels.py
+	$(BIN)/python -m fpgacspd.engine
 	touch $@
 
 proto: $(STUBS)

@@ -16,7 +16,7 @@ import numpy as np
 from fpgacsp_proto.bitset import check_domains, check_priorities
 from fpgacsp_proto.isa import Program
 
-from . import _kernels
+from . import _kernels, precompile
 from .batch import BatchResult, empty_result
 from .compiled import CompiledProgram, compile_program
 from .reference import DEFAULT_OPTIONS, SolveOptions
@@ -72,6 +72,8 @@ class FastEngine:
         an instance's status turns non-zero when it is done, which a caller may watch from another thread.
         ``control`` (from :meth:`control`) lets another thread abort the solve and watch its progress; an
         aborted solve returns early with the unfinished instances' status still 0."""
+        if not precompile.ready():
+            precompile.ensure_kernel()  # this process's first solve: load the kernel, or say it compiles
         cp = program if isinstance(program, CompiledProgram) else compile_program(program)
         doms = check_domains(domains, cp.num_vars, cp.domain_size)
         prios = check_priorities(priorities, len(doms), cp.num_vars, cp.domain_size)
