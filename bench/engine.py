@@ -14,6 +14,9 @@ checked: fast core rows against the reference and the batch-1 path bit for bit, 
 validity, unique solutions against the file, SAT/UNSAT agreement between solvers. A failed check is
 printed, written to the report and makes the exit status 1.
 
+With ``--tdoku CHECKOUT`` (a clone of github.com/t-dillon/tdoku; never vendored) it also builds tdoku and
+compares the fast core with it per core, side by side, on the three Sudoku files (``bench/_tdoku.py``).
+
 Run ``python bench/engine.py`` from the repository root (``make bench``); ``--quick`` is the smoke-test
 size. The Markdown report goes to ``--out`` with the machine, versions, commit and command.
 """
@@ -51,6 +54,7 @@ from fpgacsp_proto.bitset import singleton_values
 from fpgacsp_proto.isa import Program, Status
 from fpgacspd.engine import BatchResult, FastEngine, SolveOptions, compile_program, reference_solve_batch
 
+from bench import _tdoku
 from bench._report import REPO, git_commit, machine, versions
 from bench.baselines import Answer, CpSatBaseline, GlucoseBaseline, Outcome, check_assignment, givens_of
 
@@ -411,9 +415,13 @@ def target_lines(results: Sequence[SetResult], quick: bool) -> list[str]:
     return lines
 
 
-def render(results: Sequence[SetResult], run: RunInfo, settings: Settings) -> str:
+def render(
+    results: Sequence[SetResult], run: RunInfo, settings: Settings, tdoku: Sequence[str] = (),
+    tdoku_failures: Sequence[str] = (),
+) -> str:  # fmt: skip
     notes = [f"- {r.name}: Glucose {r.rates['glucose'].extra}" for r in results if r.rates["glucose"].extra]
-    failures = [f"- {f}" for r in results for f in r.failures] or ["- none: every check passed"]
+    failures = [f"- {f}" for r in results for f in r.failures] + [f"- {f}" for f in tdoku_failures]
+    failures = failures or ["- none: every check passed"]
     out = [
         "# Engine benchmark" + (" (quick)" if run.quick else ""),
         "",
@@ -433,6 +441,7 @@ def render(results: Sequence[SetResult], run: RunInfo, settings: Settings) -> st
         "",
         *main_table(results),
         "",
+        *([*tdoku, ""] if tdoku else []),
         "## Targets",
         "",
         *target_lines(results, run.quick),
@@ -478,6 +487,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--time-budget", type=float, default=None, help="seconds per measurement (default 5, quick 0.25)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="benchmark data folder (data/ in the repository)")
     p.add_argument("--threads", type=int, default=None, help="fast core threads for batches (default: CPU count)")
+    p.add_argument(
+        "--tdoku",
+        type=Path,
+        default=None,
+        metavar="CHECKOUT",
+        help="a tdoku checkout (github.com/t-dillon/tdoku): build it and compare per core, side by side",
+    )
+    p.add_argument("--tdoku-rounds", type=int, default=3, help="interleaved rounds of the tdoku comparison")
     return p.parse_args(argv)
 
 
@@ -497,13 +514,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(measure_set(s, engines, settings))
         print(f"  {s.name}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     engines[1].close()
+    tdoku_lines: list[str] = []
+    tdoku_failures: list[str] = []
+    if args.tdoku is not None:
+        compared = _tdoku.measure(args.tdoku, args.data, settings.budget, args.tdoku_rounds, settings.sudoku_limit)
+        tdoku_lines = _tdoku.render(compared, args.tdoku, settings.budget, args.tdoku_rounds)
+        tdoku_failures = [f"tdoku: {r.wrong} wrong answers on sudoku/{n}" for n, r in compared.items() if r.wrong]
+        print(f"  tdoku: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     command = "python bench/engine.py" + "".join(f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
     run = RunInfo(command, settings.budget, args.quick, engines[1].threads, jit, time.perf_counter() - started, load)
-    text = render(results, run, settings)
+    text = render(results, run, settings, tdoku_lines, tdoku_failures)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
-    return 1 if any(r.failures for r in results) else 0
+    return 1 if any(r.failures for r in results) or tdoku_failures else 0
 
 
 if __name__ == "__main__":

@@ -165,3 +165,36 @@ def test_cnf_size_and_partial_domains() -> None:
     assert len(cnf_clauses(coloring_program(graph, 3))) == 3 * 4 + 2 * 3
     with pytest.raises(ValueError, match="neither a singleton nor full"):
         givens_of(np.array([0b011, 0b111], dtype=np.uint64), 3)
+
+
+FAKE_TDOKU = r"""
+#include <tdoku.h>
+#include <cstring>
+// Stands in for tdoku's solver: "solves" a puzzle by writing '1' into every blank, one guess each.
+extern "C" size_t TdokuSolverDpllTriadSimd(const char *input, size_t, uint32_t, char *solution, size_t *guesses) {
+    for (int i = 0; i < 81; ++i) solution[i] = input[i] == '.' ? '1' : input[i];
+    *guesses = 1;
+    return 1;
+}
+"""
+
+
+def test_the_tdoku_driver_builds_against_a_checkout_and_reports_rates_and_answers(tmp_path: Path) -> None:
+    from bench import _tdoku
+
+    checkout = tmp_path / "tdoku"
+    (checkout / "src").mkdir(parents=True)
+    (checkout / "include").mkdir()
+    (checkout / "include" / "tdoku.h").write_text(
+        '#include <cstddef>\n#include <cstdint>\nextern "C" size_t TdokuSolverDpllTriadSimd(const char *, size_t, '
+        "uint32_t, char *, size_t *);\n"
+    )
+    (checkout / "src" / "solver_dpll_triad_simd.cc").write_text(FAKE_TDOKU)
+    (checkout / "src" / "util.cc").write_text("// tdoku's helpers: nothing needed by the fake\n")
+    binary = _tdoku.build(checkout, tmp_path / "build")
+    puzzles = ["." * 80 + "5", "2" + "." * 80]
+    rate, guesses, solutions = _tdoku.tdoku_rate(binary, "".join(p + "\n" for p in puzzles), 0.05, 0)
+    assert rate > 0 and guesses == 1.0
+    assert solutions == ["1" * 80 + "5", "2" + "1" * 80]
+    with pytest.raises(_tdoku.TdokuError, match="not a tdoku checkout"):
+        _tdoku.build(tmp_path / "nothing-here")
