@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fpgacsp.problems import coloring_program, load_dimacs, parse_sudoku, sudoku_domains, sudoku_program
+from fpgacsp.problems import (
+    coloring_program,
+    load_dimacs,
+    load_puzzle_file,
+    parse_sudoku,
+    sudoku_domains,
+    sudoku_program,
+)
 from fpgacsp.problems.coloring import Graph
 from fpgacsp_proto.isa import AllDiff, Neq, make_program
 
@@ -198,3 +205,32 @@ def test_the_tdoku_driver_builds_against_a_checkout_and_reports_rates_and_answer
     assert solutions == ["1" * 80 + "5", "2" + "1" * 80]
     with pytest.raises(_tdoku.TdokuError, match="not a tdoku checkout"):
         _tdoku.build(tmp_path / "nothing-here")
+
+
+def test_the_locked_candidates_prototype_searches_as_the_engine_and_applies_box_line_rules() -> None:
+    from fpgacspd.engine import FastEngine
+
+    from bench import locked_candidates as lc
+
+    pairs = lc.box_line_pairs()
+    assert len(pairs) == 54 and all(len(a) == len(b) == 6 and not set(a) & set(b) for a, b in pairs)
+    # box 0 with row 0: if value 1 (bit 0) has no place in the box outside row 0, row 0 outside the box loses it
+    full = (1 << 9) - 1
+    doms = [full] * 81
+    a, b = next(p for p in pairs if 0 not in p[0] and 3 in p[1] and 9 in p[0])  # box 0 / row 0
+    for v in a:
+        doms[v] = full & ~1
+    assert lc.locked(doms, [(a, b)], full)
+    assert all(doms[v] == full & ~1 for v in b) and all(doms[v] == full for v in (0, 1, 2))
+    program = sudoku_program()
+    records = load_puzzle_file(DATA / "sudoku" / "magictour_top1465.csv", 3)
+    domains = sudoku_domains(np.stack([parse_sudoku(r.puzzle) for r in records]))
+    engine = FastEngine(threads=1)
+    try:
+        want = engine.solve(program, domains).nodes
+    finally:
+        engine.close()
+    plain, with_locked = lc.propagator(program, ()), lc.propagator(program, pairs)
+    rows = [[int(x) for x in row] for row in domains]
+    assert [lc.count_nodes(d, plain) for d in rows] == want.tolist()  # the prototype's search is the engine's
+    assert sum(lc.count_nodes(d, with_locked) for d in rows) < int(want.sum())  # and the pairs cut nodes
