@@ -21,6 +21,7 @@ from fpgacsp._codec import solve_result  # the client's own decoding of a SolveR
 from fpgacsp_proto.bitset import pack_domains
 from fpgacsp_proto.convert import program_to_proto
 from fpgacsp_proto.isa import Program
+from fpgacsp_proto.limits import MAX_MESSAGE_BYTES
 from fpgacsp_proto.v1 import isa_pb2, solver_pb2
 from fpgacspd.engine import BatchResult
 from hypothesis import HealthCheck, Phase, given, settings
@@ -116,7 +117,7 @@ def run_fuzz(
     """Send ``count`` hostile requests (Admin.Reset left out: it is an admin's right, not a malformed input)."""
     out = FuzzResult()
     start = time.monotonic()
-    with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
+    with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]) as channel:
         stub_of: dict[str, grpc.UnaryUnaryMultiCallable] = {}
 
         def call(path: str) -> grpc.UnaryUnaryMultiCallable:

@@ -59,6 +59,7 @@ from fpgacsp.problems import load_puzzle_file, parse_sudoku, sudoku_domains, sud
 from fpgacsp.problems.coloring import coloring_program, load_dimacs
 from fpgacsp_proto.bitset import pack_domains
 from fpgacsp_proto.convert import program_to_proto
+from fpgacsp_proto.limits import MAX_MESSAGE_BYTES
 from fpgacsp_proto.v1 import admin_pb2, admin_pb2_grpc, solver_pb2, solver_pb2_grpc
 from fpgacspd.engine import BatchResult, FastEngine
 
@@ -288,7 +289,9 @@ class Soak:
     def huge_registration(self, limit: int) -> dict[str, str]:
         """One over the limit (refused before decoding), then one at it (decoded off the loop), then released."""
         out = {}
-        with grpc.insecure_channel(self.daemon.address, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        with grpc.insecure_channel(
+            self.daemon.address, options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        ) as ch:
             register = ch.unary_unary(
                 "/fpgacsp.v1.Solver/RegisterProgram", request_serializer=lambda b: b,
                 response_deserializer=solver_pb2.RegisterProgramResponse.FromString,
@@ -366,7 +369,7 @@ def run_stop_during(name: str, what: str, domains: np.ndarray, want: BatchResult
     with Daemon(["--metrics-listen", "127.0.0.1:0"]) as daemon:
         soak = Soak(daemon, domains, want, clients=2)
         soak.start(fuzz=False, long_jobs=False, slowloris=False)
-        with grpc.insecure_channel(daemon.address, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        with grpc.insecure_channel(daemon.address, options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]) as ch:
             if what == "registration":
                 call = ch.unary_unary("/fpgacsp.v1.Solver/RegisterProgram", request_serializer=lambda b: b,
                                       response_deserializer=lambda b: b)  # fmt: skip
