@@ -55,11 +55,19 @@ def test_throughput_rows_are_numeric_and_checked(report: tuple[str, str]) -> Non
 def test_load_and_latency_rows_stand_beside_the_bare_echo(report: tuple[str, str]) -> None:
     text, _ = report
     loads = table(text, "64 concurrent clients")
-    assert [r[0].split(" (")[0] for r in loads] == ["bare grpc.aio echo", "batching on", "batching off"]
+    assert [r[0].split(" (")[0] for r in loads] == [
+        "bare grpc.aio echo",
+        "batching on",
+        "batching off",
+        "bare grpc.aio echo, one stream per client",
+        "streaming, batching on",
+        "streaming, batching off",
+    ]
     for r in loads:
         assert number(r[1]) > 0 and 0 < number(r[2]) <= number(r[3]) and number(r[4]) > 0, r
         assert number(r[6]) >= 1 and r[7] == "0", r
     assert number(loads[0][5]) == 1  # the echo against itself
+    assert number(loads[3][5]) < number(loads[4][5])  # the streaming echo is the floor of streaming too
     lats = table(text, "Latency")
     assert [r[0] for r in lats] == [
         "bare grpc.aio echo, TCP",
@@ -95,8 +103,9 @@ def test_header_targets_and_stdout(report: tuple[str, str]) -> None:
         assert key in text
     assert "- Command: `python bench/serve.py --quick --out " in text
     targets = [ln for ln in text.splitlines() if ln.endswith(("**met**", "**not met**"))]
-    assert len(targets) == 5
+    assert len(targets) == 6
     assert "1.5x the echo's" in targets[0] and "CPU per request" in targets[1] and "at least 3x" in targets[2]
-    assert "at most 0.1 ms per batch-1 job" in targets[3] and "95% of the local engine" in targets[4]
+    assert "streaming mechanism" in targets[3] and targets[3].count("met**") == 2  # CPU and batching, each judged
+    assert "at most 0.1 ms per batch-1 job" in targets[4] and "95% of the local engine" in targets[5]
     assert "none: every check passed" in text
     assert table(stdout, "Throughput") and len(table(stdout, "Throughput")) == len(table(text, "Throughput"))

@@ -23,7 +23,7 @@ import torch
 from fpgacsp import Widening
 
 from examples.visual_sudoku.model import DigitCNN
-from examples.visual_sudoku.pipeline import TimedClient, make_estimator
+from examples.visual_sudoku.pipeline import make_estimator
 
 from .data import BASE, AdditionData, digit_split
 from .report import final_table, write_outputs
@@ -109,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
     cnn: DigitCNN | None = None
     split = digit_split(seed=args.seed)
     print(f"connecting to {args.target} ...", flush=True)
-    with fpgacsp.connect(args.target) as raw:
-        client = TimedClient(raw)
+    with fpgacsp.connect(args.target) as client:
         for n in args.digits:
             train_data = AdditionData(split.train, max(1, args.train_images // (2 * n)), n, seed=args.seed)
             test_data = AdditionData(split.test, args.test_examples, n, seed=args.seed + 1)

@@ -24,7 +24,7 @@ from .digits import load_split
 from .evaluate import evaluate
 from .inference import JointSolver
 from .model import DigitCNN
-from .pipeline import BoardImages, TimedClient, make_estimator, make_layer
+from .pipeline import BoardImages, make_estimator, make_layer
 from .report import final_summary, summary_table, write_outputs
 from .train import Loss, TrainConfig, train
 
@@ -119,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
     }
     t_start = time.perf_counter()
     print(f"connecting to {args.target} ...", flush=True)
-    with fpgacsp.connect(args.target) as raw:
-        client = TimedClient(raw)
+    with fpgacsp.connect(args.target) as client:
         t0 = time.perf_counter()
         train_boards, test_boards = load_boards_for(args, client)
         print(

@@ -37,6 +37,7 @@ def test_short_run_through_daemon_learns_from_sums(daemon: DaemonProcess, tmp_pa
     one, two = metrics["runs"]["1"], metrics["runs"]["2"]
     assert [e["epoch"] for e in one] == list(range(9)) and [e["epoch"] for e in two] == [0, 1]
     assert all(e["steps"] == 32 for e in one[1:])  # 1000 sums in batches of 32
+    assert all(0 < e["solver_s"] < e["train_s"] for e in one[1:]), one  # the solver's share, from layer.info
     assert all(e["extra"]["abduced"] == 1.0 for e in one[1:])  # every sum has a labelling
     # exploration, then exploitation: the sampled order's temperature falls linearly from 1 towards 0
     assert [e["extra"]["temperature"] for e in one[1:]] == pytest.approx([1 - i / 8 for i in range(8)])

@@ -46,6 +46,8 @@ def test_short_run_through_daemon(daemon: DaemonProcess, tmp_path: Path, regime:
     assert all(e["steps"] == 6 for e in epochs[1:])
     assert sum(epochs[-1]["test"]["status"].values()) == 16
     assert metrics["settings"]["ste"] == ste
+    # the solver's share of training, from layer.info (forward and backward): some, never more than all of it
+    assert all(0 < e["solver_s"] < e["train_s"] for e in epochs[1:]), epochs
     if learns:
         losses = [e["loss"] for e in epochs[1:]]
         assert losses[-1] < losses[0], losses  # the training loss falls
