@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 from fpgacsp_proto.isa import Program
@@ -83,20 +83,34 @@ Op = Attempt | Sleep | WaitReady | CountDaemons
 Flow = Generator[Op, Any, T]
 
 
+class _Done(Generic[T]):
+    """A flow's return value, told apart from the next operation."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+
+def _step(flow: Flow[T], result: Any, error: FpgacspError | None) -> Op | _Done[T]:
+    """Hand the last operation's outcome (a result, or the error it raised) to ``flow``; its next operation."""
+    try:
+        return flow.send(result) if error is None else flow.throw(error)
+    except StopIteration as stop:
+        return _Done(stop.value)
+
+
 def run(flow: Flow[T], perform: Callable[[Op], Any]) -> T:
     """Drive ``flow`` to its end, doing each operation with ``perform`` (blocking); its return value."""
     with closing(flow):
         result: Any = None
         error: FpgacspError | None = None
-        while True:
-            try:
-                op = flow.send(result) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                return stop.value
+        while not isinstance(op := _step(flow, result, error), _Done):
             try:
                 result, error = perform(op), None
             except FpgacspError as exc:
                 result, error = None, exc
+        return op.value
 
 
 async def run_async(flow: Flow[T], perform: Callable[[Op], Awaitable[Any]]) -> T:
@@ -104,15 +118,12 @@ async def run_async(flow: Flow[T], perform: Callable[[Op], Awaitable[Any]]) -> T
     with closing(flow):
         result: Any = None
         error: FpgacspError | None = None
-        while True:
-            try:
-                op = flow.send(result) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                return stop.value
+        while not isinstance(op := _step(flow, result, error), _Done):
             try:
                 result, error = await perform(op), None
             except FpgacspError as exc:
                 result, error = None, exc
+        return op.value
 
 
 # --- flows -----------------------------------------------------------------------------------------------------
