@@ -93,7 +93,9 @@ def test_register_path_and_recovery_rows(report: tuple[str, str]) -> None:
     for r in recoveries:
         assert number(r[2]) > 0 and r[6] == "correct", r
     by_fault = {r[0]: r for r in recoveries}
-    assert number(by_fault["hang"][3]) >= 100  # at least the 100 ms job timeout: the hang was waited out
+    # the batch that hung took at least the 100 ms job timeout: the hang was waited out (the recovery column,
+    # that minus the median batch without a fault, can land a few ms under 100 when the retry runs faster)
+    assert number(by_fault["hang"][2]) >= 100
     assert by_fault["drop_irq"][4] == "0" and by_fault["hang"][4] == "1"  # a lost interrupt needs no reset
 
 
