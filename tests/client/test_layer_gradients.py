@@ -9,6 +9,7 @@ straight-through surrogate ``values + relax(x) - relax(x).detach()``, and that s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -66,6 +67,24 @@ def test_identity_passes_gradient_unchanged(solver: LocalSolver, disc: Discretiz
 def test_relaxation_equals_autograd_of_relaxation(solver: LocalSolver, disc: Discretizer) -> None:
     x = random_logits(3)
     g = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(4))
+    grad = layer_grad(ConstraintLayer(PROGRAM, "solve", disc, "relaxation", client=solver), x, g)
+    (want,) = torch.autograd.grad(disc.relax(x), x, g)
+    torch.testing.assert_close(grad, want, rtol=0, atol=0)
+
+
+@dataclass(frozen=True)
+class TemperedTopK(TopK):
+    """A discretizer of the user's own: its relaxation is a softmax at temperature 2, with no relax_backward."""
+
+    def relax(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits / 2, dim=-1) * torch.sigmoid(logits)
+
+
+def test_relaxation_of_a_users_discretizer_equals_autograd_of_its_relax(solver: LocalSolver) -> None:
+    """The default relax_backward (torch.func.vjp, inside the backward operator) is autograd's gradient."""
+    x = random_logits(5)
+    g = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(6))
+    disc = TemperedTopK(2)
     grad = layer_grad(ConstraintLayer(PROGRAM, "solve", disc, "relaxation", client=solver), x, g)
     (want,) = torch.autograd.grad(disc.relax(x), x, g)
     torch.testing.assert_close(grad, want, rtol=0, atol=0)

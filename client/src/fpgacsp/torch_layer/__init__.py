@@ -34,7 +34,7 @@ from ._estimators import (
     Widening,
     make_estimator,
 )
-from ._function import SolveFunction, SolverClient, SolveSpec
+from ._function import SolverClient, SolveSpec
 from ._layer import ConstraintLayer, LayerInfo, SolverOutput, SolveStats
 from ._losses import hamming_loss
 
@@ -53,7 +53,6 @@ __all__ = [
     "MinProbability",
     "Perturbed",
     "RelaxationSTE",
-    "SolveFunction",
     "SolveSpec",
     "SolveStats",
     "SolverClient",

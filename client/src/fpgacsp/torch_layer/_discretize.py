@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -50,6 +52,20 @@ class Discretizer(ABC):
     @abstractmethod
     def relax(self, logits: Tensor) -> Tensor:
         """The differentiable relaxation of :meth:`mask` (same shape and dtype as ``logits``)."""
+
+    def relax_backward(self, logits: Tensor, grad: Tensor) -> Tensor:
+        """``J_relax(logits)^T grad``: the vector-Jacobian product of :meth:`relax` (for :class:`RelaxationSTE`).
+
+        It runs inside the backward operator, below autograd, where no graph is recorded. The built-in
+        relaxations (softmax, sigmoid) call the backward kernel autograd itself would; any other ``relax``, a
+        subclass's override included, goes through ``torch.func.vjp``. Both are bit for bit autograd's gradient.
+        """
+        kernel = _RELAX_BACKWARDS.get(type(self).relax)
+        if kernel is not None:
+            return kernel(logits, grad)
+        vjp = torch.func.vjp(self.relax, logits)[1]
+        (out,) = vjp(grad)
+        return cast(Tensor, out)
 
     def check_domain_size(self, domain_size: int) -> None:
         """Raise ValueError when this discretizer cannot work with ``domain_size`` values (called once, early)."""
@@ -250,6 +266,15 @@ def check_logits(logits: object, num_vars: int | None = None, domain_size: int |
     Raised before anything is solved; the messages are part of the API (tests pin them). Structure is checked
     before values, so a wrong shape never pays for a scan of the data.
     """
+    return check_logits_finite(check_logits_structure(logits, num_vars, domain_size))
+
+
+def check_logits_structure(logits: object, num_vars: int | None = None, domain_size: int | None = None) -> Tensor:
+    """The part of :func:`check_logits` that reads only the type, shape and dtype, never the data.
+
+    ``torch.compile`` traces it (those are known at trace time, and a wrong one raises while tracing); the data
+    check (:func:`check_logits_finite`) runs inside the solve op, where the values exist.
+    """
     if not isinstance(logits, Tensor):
         raise TypeError(f"expected logits as a torch.Tensor, got {type(logits).__name__}")
     shape = list(logits.shape)
@@ -267,6 +292,15 @@ def check_logits(logits: object, num_vars: int | None = None, domain_size: int |
         raise ValueError(f"expected at least one value per variable, got logits of shape {shape}")
     if not logits.is_floating_point():
         raise TypeError(f"expected floating-point logits, got dtype {logits.dtype}")
+    return logits
+
+
+def check_logits_finite(logits: Tensor) -> Tensor:
+    """Raise ValueError, naming the first bad entry, unless every logit is finite (the data half of the check)."""
+    if torch.compiler.is_compiling():
+        # a traced graph cannot branch on data: an assertion the graph keeps (RuntimeError, without the position)
+        torch._assert_async(torch.isfinite(logits.detach()).all(), "logits must be finite: NaN or infinite value(s)")
+        return logits
     bad = ~torch.isfinite(logits.detach())
     if bool(bad.any()):
         first = [int(i) for i in bad.nonzero()[0]]
@@ -282,6 +316,11 @@ def check_labels(labels: object, shape: tuple[int, ...] | list[int]) -> Tensor:
 
     ``shape`` is the logits' ``[B, N, D]``. Raised before anything is solved, with messages that name ``labels``.
     """
+    return check_labels_range(check_labels_structure(labels, shape), int(shape[2]))
+
+
+def check_labels_structure(labels: object, shape: tuple[int, ...] | list[int]) -> Tensor:
+    """The part of :func:`check_labels` that reads only the type, dtype and shape (traced by ``torch.compile``)."""
     b, n, d = (int(x) for x in shape)
     if not isinstance(labels, Tensor):
         raise TypeError(f"labels: expected a torch.Tensor of values (-1 where unobserved), got {type(labels).__name__}")
@@ -292,6 +331,17 @@ def check_labels(labels: object, shape: tuple[int, ...] | list[int]) -> Tensor:
         )
     if list(labels.shape) != [b, n]:
         raise ValueError(f"labels: expected shape [B, N] = [{b}, {n}] to match the logits, got {list(labels.shape)}")
+    return labels
+
+
+def check_labels_range(labels: Tensor, domain_size: int) -> Tensor:
+    """Raise ValueError, naming the first bad entry, unless every label is in ``[-1, D - 1]`` (the data half)."""
+    d = domain_size
+    if torch.compiler.is_compiling():
+        # a traced graph cannot branch on data: an assertion the graph keeps (RuntimeError, without the position)
+        ok = ((labels >= -1) & (labels < d)).all()
+        torch._assert_async(ok, f"labels: values must be in [-1, {d - 1}] (-1 where unobserved)")
+        return labels
     bad = (labels < -1) | (labels >= d)
     if bool(bad.any()):
         first = [int(i) for i in bad.nonzero()[0]]
@@ -299,6 +349,25 @@ def check_labels(labels: object, shape: tuple[int, ...] | list[int]) -> Tensor:
             f"labels: values must be in [-1, {d - 1}] (-1 where unobserved), got {int(labels[tuple(first)])} at {first}"
         )
     return labels
+
+
+def _softmax_backward(logits: Tensor, grad: Tensor) -> Tensor:
+    """The VJP of ``softmax(logits, -1)``: the kernel autograd's SoftmaxBackward calls, so bit for bit its result."""
+    return torch.ops.aten._softmax_backward_data(grad, torch.softmax(logits, dim=-1), -1, logits.dtype)
+
+
+def _sigmoid_backward(logits: Tensor, grad: Tensor) -> Tensor:
+    """The VJP of ``sigmoid(logits)``: the kernel autograd's SigmoidBackward calls."""
+    return torch.ops.aten.sigmoid_backward(grad, torch.sigmoid(logits))
+
+
+# the built-in relax methods themselves (a subclass that overrides relax has another function object)
+_RELAX_BACKWARDS: dict[object, Callable[[Tensor, Tensor], Tensor]] = {
+    Threshold.relax: _sigmoid_backward,
+    TopK.relax: _softmax_backward,
+    ConfidentArgmax.relax: _softmax_backward,
+    MinProbability.relax: _softmax_backward,
+}
 
 
 def _as_float(logits: Tensor) -> Tensor:

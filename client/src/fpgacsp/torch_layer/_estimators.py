@@ -130,10 +130,9 @@ class RelaxationSTE(Estimator):
     name = "relaxation"
 
     def backward(self, ctx: BackwardContext, grad_values: Tensor) -> Tensor:
-        with torch.enable_grad():
-            x = ctx.logits.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(ctx.discretizer.relax(x), x, grad_values)
-        return grad
+        # not autograd.grad: the backward runs inside the operator fpgacsp::solve_backward, below the autograd
+        # dispatch key, where no graph is recorded; the discretizer's relax_backward calls the kernel autograd would
+        return ctx.discretizer.relax_backward(ctx.logits.detach(), grad_values.to(ctx.logits.dtype))
 
 
 @dataclass(frozen=True)

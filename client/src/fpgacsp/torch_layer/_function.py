@@ -1,10 +1,11 @@
-"""``SolveFunction``: the autograd Function behind :class:`ConstraintLayer`.
+"""``SolveSpec``: what one forward of :class:`ConstraintLayer` solves with, and what its backward computes.
 
 Forward: discretize the logits, solve (through whatever client the layer resolved: the daemon or the local
 engine), and turn the result domains back into 0/1 values on the caller's device and dtype. Backward: whatever
 the configured :class:`Estimator` says; nothing about the solver is differentiated. The configuration travels as
-one frozen :class:`SolveSpec`, so the Function itself holds no state and a spec can solve again for estimators
-that need it.
+one frozen :class:`SolveSpec`, so a spec can solve again for estimators that need it. The torch operators that
+run both (``torch.ops.fpgacsp.solve`` and ``solve_backward``, which ``torch.compile`` keeps opaque) are in
+``_op``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import numpy as np
 import torch
 from fpgacsp_proto.isa import Mode, Program
 from torch import Tensor
-from torch.autograd.function import FunctionCtx
 
 from ._discretize import Discretizer, check_logits, domains_to_values, value_priorities
 from ._estimators import BackwardContext, Estimator
 
-__all__ = ["SolveFunction", "SolveRecorder", "SolveSpec", "SolverClient"]
+__all__ = ["SolveRecorder", "SolveSpec", "SolverClient", "estimator_backward"]
 
 
 class SolverClient(Protocol):
@@ -118,52 +118,27 @@ class SolveSpec:
         return self.run(logits)[0]
 
 
-class SolveFunction(torch.autograd.Function):
-    """``(logits, spec, labels) -> (values, status, nodes)``; ``status`` and ``nodes`` are not differentiable.
+def estimator_backward(
+    spec: SolveSpec, logits: Tensor, values: Tensor, grad_values: Tensor, labels: Tensor | None
+) -> Tensor:
+    """The gradient for ``logits`` that ``spec``'s estimator gives for ``grad_values`` (its solves included).
 
-    ``labels`` (``int64[B, N]``, -1 where the loss does not look, or None) is what the loss wants of each
-    variable; it is only carried to the estimator, never differentiated.
+    ``logits`` and ``values`` are the forward's; the time it takes is recorded as the backward's in ``layer.info``.
     """
-
-    @staticmethod
-    def forward(
-        ctx: FunctionCtx, logits: Tensor, spec: SolveSpec, labels: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        values, status, nodes = spec.run(logits)
-        if spec.recorder is not None:
-            spec.recorder.backward = True  # any solve from here on is the estimator's
-        ctx.spec = spec  # type: ignore[attr-defined]
-        ctx.labels = labels  # type: ignore[attr-defined]
-        ctx.save_for_backward(logits, values)
-        ctx.mark_non_differentiable(status, nodes)
-        return values, status, nodes
-
-    @staticmethod
-    def backward(ctx: Any, grad_values: Tensor, *_grad_int: Any) -> tuple[Tensor, None, None]:
-        if torch.is_grad_enabled():
-            # create_graph=True (a gradient penalty, torch.func's higher-order transforms): the estimators are
-            # first-order surrogates of a piecewise-constant function, there is no second derivative to give,
-            # and returning a gradient that silently does not require grad would hide that.
-            raise RuntimeError(
-                "ConstraintLayer: double backward is not supported (create_graph=True or a higher-order gradient "
-                "through the solver layer): its gradient estimators are first-order only"
-            )
-        logits, values = ctx.saved_tensors
-        spec: SolveSpec = ctx.spec
-        bctx = BackwardContext(
-            logits.detach(),
-            values.detach(),
-            spec.discretizer,
-            spec.resolve,
-            labels=ctx.labels,
-            solve=spec.solve_domains,
+    bctx = BackwardContext(
+        logits.detach(),
+        values.detach(),
+        spec.discretizer,
+        spec.resolve,
+        labels=labels,
+        solve=spec.solve_domains,
+    )
+    t0 = time.perf_counter()
+    grad = spec.estimator.backward(bctx, grad_values)
+    if spec.recorder is not None:
+        spec.recorder.backward_s = time.perf_counter() - t0
+    if grad.shape != logits.shape:
+        raise RuntimeError(
+            f"{spec.estimator!r} returned a gradient of shape {list(grad.shape)} for logits {list(logits.shape)}"
         )
-        t0 = time.perf_counter()
-        grad = spec.estimator.backward(bctx, grad_values)
-        if spec.recorder is not None:
-            spec.recorder.backward_s = time.perf_counter() - t0
-        if grad.shape != logits.shape:
-            raise RuntimeError(
-                f"{spec.estimator!r} returned a gradient of shape {list(grad.shape)} for logits {list(logits.shape)}"
-            )
-        return grad.to(dtype=logits.dtype), None, None
+    return grad.to(dtype=logits.dtype)

@@ -1,7 +1,9 @@
 """``ConstraintLayer``: a constraint program as an ``nn.Module`` (logits in, solved 0/1 domains out).
 
 The module owns the configuration (program, mode, discretization, estimator, where to solve) and checks all of
-it once, at construction; ``forward`` checks the logits and hands one frozen spec to :class:`SolveFunction`.
+it once, at construction; ``forward`` checks the logits' structure and calls the solve operator
+(``torch.ops.fpgacsp.solve``, see ``_op``), which checks their values, builds one frozen spec and solves; the
+same operator runs eagerly and under ``torch.compile``.
 Where to solve is stored as a target string, never as a live connection, when the layer connects itself: the
 layer then pickles (DataLoader workers, ``torch.save``, ``copy.deepcopy``) and every process connects on its
 first forward, reconnecting when it notices it is a forked child. That connection waits up to
@@ -15,7 +17,6 @@ import math
 import numbers
 import os
 import threading
-import time
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -24,9 +25,10 @@ from fpgacsp_proto.isa import Mode, Program, Status
 from torch import Tensor, nn
 
 from .._retry import check_wait_for_daemon
-from ._discretize import ConfidentArgmax, Discretizer, Threshold, check_labels, check_logits
+from . import _op
+from ._discretize import ConfidentArgmax, Discretizer, Threshold, check_labels_structure, check_logits_structure
 from ._estimators import Estimator, make_estimator
-from ._function import SolveFunction, SolverClient, SolveRecorder, SolveSpec
+from ._function import SolverClient, SolveRecorder, SolveSpec
 
 __all__ = ["ConstraintLayer", "LayerInfo", "SolveStats", "SolverOutput"]
 
@@ -154,6 +156,7 @@ class ConstraintLayer(nn.Module):
         self._connected: SolverClient | None = None  # our own connection to ``target``, for ``_pid`` only
         self._pid = 0
         self._last: tuple[int, float, SolveRecorder] | None = None  # (B, forward seconds, counts) for ``info``
+        self._handle = _op.register_source(self)  # how torch.ops.fpgacsp.solve finds this layer
 
     def forward(self, logits: Tensor, labels: Tensor | None = None) -> SolverOutput:
         """Discretize, solve and return :class:`SolverOutput`; the inputs are checked before anything is sent.
@@ -162,11 +165,16 @@ class ConstraintLayer(nn.Module):
         elsewhere (the convention of an ``ignore_index``). The forward ignores them; they reach the estimator
         (:class:`Abduction` fixes those values in its second solve) and are the tensor :func:`hamming_loss` takes.
         """
-        t0 = time.perf_counter()
-        check_logits(logits, self.program.num_vars, self.program.domain_size)
+        check_logits_structure(logits, self.program.num_vars, self.program.domain_size)
+        _op.refuse_function_transforms()
         if labels is not None:
-            labels = check_labels(labels, logits.shape).detach()
-        spec = SolveSpec(
+            labels = check_labels_structure(labels, logits.shape).detach()
+        values, status, nodes = _op.solve(logits, self._handle, labels)
+        return SolverOutput(values, status, nodes)
+
+    def solve_spec(self, recorder: SolveRecorder) -> SolveSpec:
+        """The spec one forward solves with (read at each forward: a changed ``ste`` or ``node_limit`` counts)."""
+        return SolveSpec(
             program=self.program,
             mode=self.mode,
             discretizer=self.discretize,
@@ -175,11 +183,16 @@ class ConstraintLayer(nn.Module):
             priorities=self.priorities,
             node_limit=self.node_limit,
             timeout=self.timeout,
-            recorder=(recorder := SolveRecorder()),
+            recorder=recorder,
         )
-        values, status, nodes = SolveFunction.apply(logits, spec, labels)
-        self._last = (int(logits.shape[0]), time.perf_counter() - t0, recorder)
-        return SolverOutput(values, status, nodes)
+
+    def record_forward(self, batch: int, seconds: float, recorder: SolveRecorder) -> None:
+        """Keep the last forward's counts for :attr:`info` (the solve operator calls this)."""
+        self._last = (batch, seconds, recorder)
+
+    def backward_recorder(self) -> SolveRecorder:
+        """Where a backward records its solves: the last forward's counts (the solve operator's backward asks)."""
+        return SolveRecorder(backward=True) if self._last is None else self._last[2]
 
     @property
     def info(self) -> LayerInfo | None:
@@ -226,12 +239,13 @@ class ConstraintLayer(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         # a connection never travels (the target does), nor the last forward's info (it describes this process)
-        state.update(_lock=None, _connected=None, _pid=0, _last=None)
+        state.update(_lock=None, _connected=None, _pid=0, _last=None, _handle=0)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._lock = threading.Lock()
+        self._handle = _op.register_source(self)  # a copy is a layer of its own, in this process's registry
         self.__dict__.setdefault("_last", None)  # pickled before ``info`` existed
         if "wait_for_daemon_s" not in self.__dict__:  # pickled before the option existed
             self.wait_for_daemon_s = DEFAULT_WAIT_FOR_DAEMON_S if self._client is None else None
