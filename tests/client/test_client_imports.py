@@ -25,7 +25,8 @@ CLIENT = sorted(
     else ".".join(("fpgacsp", *p.relative_to(PACKAGE).parts[:-1]))
     for p in PACKAGE.rglob("*.py")
 )  # fmt: skip
-TORCH = [m for m in CLIENT if m.startswith("fpgacsp.torch_layer")]
+# the modules that stand on torch: the layer, and the JAX layer, whose core is the PyTorch layer's
+TORCH = [m for m in CLIENT if m.startswith("fpgacsp.torch_layer") or m == "fpgacsp.jax"]
 PLAIN = [m for m in CLIENT if m not in TORCH]
 # The daemon modules the client's local target and the self-test reach; selftest and device once risked a cycle
 # (the device runs the self-test, the self-test runs on a device), which is kept to a TYPE_CHECKING import.
@@ -75,7 +76,7 @@ def _run(code: str, module: str) -> str:
 def test_the_module_lists_are_complete() -> None:
     # the glob found the package: a wrong root would make every parametrized test below vacuous
     assert {"fpgacsp", "fpgacsp._client", "fpgacsp._local_client", "fpgacsp._async_client", "fpgacsp.cli"} <= set(PLAIN)
-    assert "fpgacsp.problems.sudoku" in PLAIN and "fpgacsp.torch_layer._layer" in TORCH
+    assert "fpgacsp.problems.sudoku" in PLAIN and {"fpgacsp.torch_layer._layer", "fpgacsp.jax"} <= set(TORCH)
 
 
 @pytest.mark.parametrize("module", PLAIN)
