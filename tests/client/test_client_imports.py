@@ -25,8 +25,8 @@ CLIENT = sorted(
     else ".".join(("fpgacsp", *p.relative_to(PACKAGE).parts[:-1]))
     for p in PACKAGE.rglob("*.py")
 )  # fmt: skip
-# the modules that stand on torch: the layer, and the JAX layer, whose core is the PyTorch layer's
-TORCH = [m for m in CLIENT if m.startswith("fpgacsp.torch_layer") or m == "fpgacsp.jax"]
+# the modules that stand on torch: the layer, and the JAX and TensorFlow layers, whose core is the PyTorch layer's
+TORCH = [m for m in CLIENT if m.startswith("fpgacsp.torch_layer") or m in ("fpgacsp.jax", "fpgacsp.tensorflow")]
 PLAIN = [m for m in CLIENT if m not in TORCH]
 # The daemon modules the client's local target and the self-test reach; selftest and device once risked a cycle
 # (the device runs the self-test, the self-test runs on a device), which is kept to a TYPE_CHECKING import.
@@ -76,7 +76,8 @@ def _run(code: str, module: str) -> str:
 def test_the_module_lists_are_complete() -> None:
     # the glob found the package: a wrong root would make every parametrized test below vacuous
     assert {"fpgacsp", "fpgacsp._client", "fpgacsp._local_client", "fpgacsp._async_client", "fpgacsp.cli"} <= set(PLAIN)
-    assert "fpgacsp.problems.sudoku" in PLAIN and {"fpgacsp.torch_layer._layer", "fpgacsp.jax"} <= set(TORCH)
+    assert "fpgacsp.problems.sudoku" in PLAIN
+    assert {"fpgacsp.torch_layer._layer", "fpgacsp.jax", "fpgacsp.tensorflow"} <= set(TORCH)
 
 
 @pytest.mark.parametrize("module", PLAIN)

@@ -14,15 +14,12 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 import torch
+from cross_framework import ESTIMATORS
 from fpgacsp import LocalSolver
 from fpgacsp.torch_layer import (
     Abduction,
     ConstraintLayer,
-    Estimator,
-    IdentitySTE,
-    Interpolation,
     MinProbability,
-    Perturbed,
     RelaxationSTE,
     Threshold,
     _op,
@@ -30,15 +27,6 @@ from fpgacsp.torch_layer import (
 )
 from sudoku4 import PROGRAM, SYMBOL_OF_DIGIT, four_by_four_puzzles
 from torch import Tensor, nn
-
-# fresh instances for each run, so that seeded noise (Perturbed) starts from the same state in eager and compiled
-ESTIMATORS: dict[str, Callable[[], Estimator]] = {
-    "identity": IdentitySTE,
-    "relaxation": RelaxationSTE,
-    "interpolation": lambda: Interpolation(2.0, normalize=True),
-    "perturbed": lambda: Perturbed(sigma=1.0, samples=4, seed=7),
-    "abduction": Abduction,
-}
 
 
 @pytest.fixture(scope="module")

@@ -7,36 +7,19 @@ of the forward and of the gradient equals the slices taken one by one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
+from cross_framework import ESTIMATORS, doubtful_boards, torch_run
 from daemon_process import DaemonProcess
 from fpgacsp import LocalSolver
 from fpgacsp import jax as fjax
-from fpgacsp.torch_layer import (
-    Abduction,
-    ConstraintLayer,
-    Estimator,
-    IdentitySTE,
-    Interpolation,
-    MinProbability,
-    Perturbed,
-    RelaxationSTE,
-)
-from sudoku4 import PROGRAM, four_by_four_puzzles
-
-ESTIMATORS: dict[str, Callable[[], Estimator]] = {
-    "identity": IdentitySTE,
-    "relaxation": RelaxationSTE,
-    "interpolation": lambda: Interpolation(2.0, normalize=True),
-    "perturbed": lambda: Perturbed(sigma=1.0, samples=4, seed=7),
-    "abduction": Abduction,
-}
+from fpgacsp.torch_layer import Abduction, ConstraintLayer, MinProbability
+from sudoku4 import PROGRAM
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +31,7 @@ def daemon() -> Iterator[DaemonProcess]:
 
 @pytest.fixture(scope="module")
 def boards() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(logits, labels, weights)``: 10 4x4 boards read with some doubt, all cells labelled, a random cotangent."""
-    with LocalSolver() as solver:
-        puzzles, solutions = four_by_four_puzzles(solver, 10, seed=11)
-    rng = np.random.default_rng(5)
-    truth = np.eye(4)[solutions] * 3.0
-    logits = np.where((puzzles >= 0)[..., None], truth + rng.normal(0, 1.5, truth.shape), 0.0)
-    return logits, solutions.astype(np.int64), rng.normal(size=truth.shape)
-
-
-def torch_run(layer: ConstraintLayer, logits: np.ndarray, labels: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
-    x = torch.from_numpy(logits).requires_grad_(True)
-    out = layer(x, labels=torch.from_numpy(labels))
-    (out.values * torch.from_numpy(w)).sum().backward()
-    assert x.grad is not None
-    return [out.values.detach().numpy(), out.status.numpy(), out.nodes.numpy(), x.grad.numpy()]
+    return doubtful_boards()
 
 
 def jax_run(layer: fjax.ConstraintLayer, logits: np.ndarray, labels: np.ndarray, w: np.ndarray, jit: bool) -> list:
