@@ -7,6 +7,7 @@ codecs in ``fpgacsp_proto`` because they are the definition of the wire format.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -167,6 +168,20 @@ class Scrape:
             if s.name == name:
                 out[s.labels[label]] += int(s.value)
         return out
+
+
+def settled_value(url: str, name: str, want: float, timeout: float = 5.0, **labels: str) -> float:
+    """:meth:`Scrape.value` once it reaches ``want`` (or what it reads after ``timeout`` seconds).
+
+    An answer can reach the client before the daemon counts it: ``context.abort`` sends the status, and the
+    accounting interceptor counts the call as the abort unwinds through it, a moment later.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = Scrape(url).value(name, **labels)
+        if value >= want or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
 
 
 def raw_register(channel: grpc.Channel) -> Callable[..., solver_pb2.RegisterProgramResponse]:
