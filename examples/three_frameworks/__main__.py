@@ -1,0 +1,7 @@
+"""``python -m examples.three_frameworks``: see :mod:`.train`."""
+
+import sys
+
+from .train import main
+
+sys.exit(main())
