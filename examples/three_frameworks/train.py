@@ -19,10 +19,10 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Any
 
 import fpgacsp
+import numpy as np
 
 from ..visual_sudoku.digits import load_split
 
@@ -49,7 +49,7 @@ def make_task(client: object, boards: int, seed: int, dtype: str) -> Task:
     split = load_split(seed=seed)
     pools = [np.flatnonzero(split.train.values == v) for v in range(DIGITS)]
     rng = np.random.default_rng(seed)
-    sudoku = fpgacsp.generate_sudoku(client, boards, box=2, seed=seed)  # type: ignore[arg-type]
+    sudoku = fpgacsp.generate_sudoku(client, boards, box=2, seed=seed)
     given = sudoku.puzzles >= 0
     picks = np.array([rng.choice(pools[int(v)]) for v in sudoku.solutions.reshape(-1)])
     images = split.train.images[picks].reshape(boards * 16, 64) * given.reshape(-1, 1)
@@ -75,7 +75,7 @@ class Run:
     seconds: float
 
 
-def layer_options(target: str) -> dict[str, object]:
+def layer_options(target: str) -> dict[str, Any]:
     return {
         "discretize": fpgacsp.MinProbability(0.05),
         "ste": fpgacsp.Abduction(),
@@ -87,7 +87,7 @@ def layer_options(target: str) -> dict[str, object]:
 def run_torch(task: Task, target: str, steps: int, lr: float) -> Run:
     import torch
 
-    layer = fpgacsp.ConstraintLayer(fpgacsp.sudoku_program(2), "solve", **layer_options(target))  # type: ignore[arg-type]
+    layer = fpgacsp.ConstraintLayer(fpgacsp.sudoku_program(2), "solve", **layer_options(target))
     x, labels = torch.from_numpy(task.images), torch.from_numpy(task.labels)
     given = torch.from_numpy(task.given)[..., None]
     w = torch.tensor(task.w0, requires_grad=True)
@@ -109,10 +109,9 @@ def run_torch(task: Task, target: str, steps: int, lr: float) -> Run:
 
 
 def run_jax(task: Task, target: str, steps: int, lr: float) -> Run:
+    import fpgacsp.jax
     import jax
     import jax.numpy as jnp
-
-    import fpgacsp.jax
 
     layer = fpgacsp.jax.ConstraintLayer(fpgacsp.sudoku_program(2), "solve", **layer_options(target))
     with jax.enable_x64(task.images.dtype == np.float64):
@@ -141,9 +140,8 @@ def run_jax(task: Task, target: str, steps: int, lr: float) -> Run:
 
 
 def run_tensorflow(task: Task, target: str, steps: int, lr: float) -> Run:
-    import tensorflow as tf
-
     import fpgacsp.tensorflow
+    import tensorflow as tf
 
     layer = fpgacsp.tensorflow.ConstraintLayer(fpgacsp.sudoku_program(2), "solve", **layer_options(target))
     x, labels = tf.constant(task.images), tf.constant(task.labels)

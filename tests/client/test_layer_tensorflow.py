@@ -1,16 +1,14 @@
 """``fpgacsp.tensorflow.ConstraintLayer``: a Keras layer over the PyTorch layer's core, ``tf.custom_gradient`` over
 ``tf.numpy_function``.
 
-Against one real daemon: for the same logits and estimator the TensorFlow layer returns the PyTorch layer's
-values, statuses, nodes and gradients bit for bit, in float32 and float64, eagerly and inside ``tf.function``; a
-Keras model holding it trains its own weights through it.
+What is TensorFlow's own: a Keras model holding the layer trains its weights through it inside ``tf.function``,
+and the inputs are checked with the PyTorch layer's messages. That it equals the PyTorch layer bit for bit is
+``test_layer_frameworks.py``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banner is noise in a test log
 
@@ -18,57 +16,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from cross_framework import ESTIMATORS, doubtful_boards, torch_run
-from daemon_process import DaemonProcess
+from cross_framework import doubtful_boards
 from fpgacsp import LocalSolver
 from fpgacsp import tensorflow as ftf
-from fpgacsp.torch_layer import Abduction, ConstraintLayer, MinProbability
+from fpgacsp.torch_layer import Abduction, MinProbability
 from sudoku4 import PROGRAM
-
-
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    with DaemonProcess() as d:
-        yield d
-        assert d.alive(), d.log_text()
 
 
 @pytest.fixture(scope="module")
 def boards() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return doubtful_boards()
-
-
-def tf_run(layer: ftf.ConstraintLayer, logits: np.ndarray, labels: np.ndarray, w: np.ndarray, graph: bool) -> list:
-    def run(x: tf.Tensor) -> tuple[ftf.SolverOutput, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = layer(x, labels)
-            loss = tf.reduce_sum(out.values * w)
-        return out, tape.gradient(loss, x)
-
-    out, grad = (tf.function(run) if graph else run)(tf.constant(logits))
-    return [out.values.numpy(), out.status.numpy(), out.nodes.numpy(), grad.numpy()]
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
-@pytest.mark.parametrize("ste", list(ESTIMATORS))
-def test_tensorflow_layer_equals_the_torch_layer_bit_for_bit_through_a_daemon(
-    daemon: DaemonProcess, boards: tuple[np.ndarray, ...], ste: str, graph: bool, dtype: type
-) -> None:
-    logits: np.ndarray = boards[0].astype(dtype)
-    labels = boards[1]
-    w: np.ndarray = boards[2].astype(dtype)
-    options: dict[str, Any] = {"discretize": MinProbability(0.05), "priorities": True, "target": daemon.address}
-    want = torch_run(ConstraintLayer(PROGRAM, "solve", ste=ESTIMATORS[ste](), **options), logits, labels, w)
-    layer = ftf.ConstraintLayer(PROGRAM, "solve", ste=ESTIMATORS[ste](), **options)
-    got = tf_run(layer, logits, labels, w, graph)
-    for name, a, b in zip(("values", "status", "nodes", "grad"), want, got, strict=True):
-        assert np.array_equal(a, b), (ste, name)
-    assert got[0].dtype == dtype and got[3].dtype == dtype  # the layer does not cast (Keras would to float32)
-    assert np.abs(got[3]).sum() > 0  # a gradient that could have differed
-    info = layer.info
-    assert info is not None and info.batch_size == len(logits) and info.solver_calls == 1
 
 
 class Reader(keras.Model):
