@@ -8,6 +8,7 @@ long bug hunt): no deadline, because a shared 2-core machine makes per-example t
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +50,19 @@ def engine() -> Iterator[FastEngine]:
     eng = FastEngine()
     yield eng
     eng.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``tensorflow`` tests last: TensorFlow, once imported, crashes OR-Tools' CP-SAT in the same process
+    (its bundled protobuf and abseil), so nothing may run after it loads (see tests/client/cross_framework.py)."""
+    items.sort(key=lambda item: item.get_closest_marker("tensorflow") is not None)  # stable: otherwise as collected
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # the guard that keeps the ordering meaningful: a module that imports TensorFlow at collection would load it
+    # before every other test
+    if "tensorflow" in sys.modules:
+        raise pytest.UsageError(
+            "TensorFlow was imported while collecting tests; import it inside the test (cross_framework."
+            "tensorflow_modules) so that the tests marked tensorflow, run last, are the first to load it"
+        )

@@ -3,7 +3,9 @@ some doubt, and the PyTorch layer's own answer, which the JAX and TensorFlow lay
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -47,3 +49,18 @@ def torch_run(layer: ConstraintLayer, logits: np.ndarray, labels: np.ndarray, w:
     (out.values * torch.from_numpy(w)).sum().backward()
     assert x.grad is not None
     return [out.values.detach().numpy(), out.status.numpy(), out.nodes.numpy(), x.grad.numpy()]
+
+
+def tensorflow_modules() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """``(tensorflow, keras, fpgacsp.tensorflow)``, imported on first use, never while pytest collects.
+
+    TensorFlow's bundled protobuf and abseil crash OR-Tools' CP-SAT (``bench/baselines.py``) in the same process
+    (a segfault in ``CpSolver.solve``), so the tests that need TensorFlow are marked ``tensorflow``, run last
+    (``tests/conftest.py`` orders them), and import it here, when the first of them runs.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banner is noise in a test log
+    import keras
+    import tensorflow
+    from fpgacsp import tensorflow as fpgacsp_tensorflow
+
+    return tensorflow, keras, fpgacsp_tensorflow

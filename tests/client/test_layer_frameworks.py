@@ -8,23 +8,20 @@ two layers call), so any difference here would be a bug in how a front end hands
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banner is noise in a test log
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow as tf
-from cross_framework import ESTIMATORS, doubtful_boards, torch_run
+from cross_framework import ESTIMATORS, doubtful_boards, tensorflow_modules, torch_run
 from daemon_process import DaemonProcess
 from fpgacsp import jax as fjax
-from fpgacsp import tensorflow as ftf
 from fpgacsp.torch_layer import ConstraintLayer, MinProbability
 from sudoku4 import PROGRAM
+
+pytestmark = pytest.mark.tensorflow  # the TensorFlow runs: imported late, run last (see cross_framework)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +50,10 @@ def jax_run(options: dict[str, Any], ste: str, logits: np.ndarray, labels: np.nd
 
 
 def tf_run(options: dict[str, Any], ste: str, logits: np.ndarray, labels: np.ndarray, w: np.ndarray, traced: bool):
+    tf, _, ftf = tensorflow_modules()
     layer = ftf.ConstraintLayer(PROGRAM, "solve", ste=ESTIMATORS[ste](), **options)
 
-    def run(x: tf.Tensor) -> tuple[ftf.SolverOutput, tf.Tensor]:
+    def run(x: Any) -> tuple[Any, Any]:
         with tf.GradientTape() as tape:
             tape.watch(x)
             out = layer(x, labels)

@@ -8,19 +8,16 @@ and the inputs are checked with the PyTorch layer's messages. That it equals the
 
 from __future__ import annotations
 
-import os
+from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banner is noise in a test log
-
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from cross_framework import doubtful_boards
+from cross_framework import doubtful_boards, tensorflow_modules
 from fpgacsp import LocalSolver
-from fpgacsp import tensorflow as ftf
 from fpgacsp.torch_layer import Abduction, MinProbability
 from sudoku4 import PROGRAM
+
+pytestmark = pytest.mark.tensorflow
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +25,22 @@ def boards() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return doubtful_boards()
 
 
-class Reader(keras.Model):
-    """A Dense reader of noisy one-hot digits into logits, through the solver layer."""
-
-    def __init__(self, layer: ftf.ConstraintLayer) -> None:
-        super().__init__()
-        self.dense = keras.layers.Dense(4, kernel_initializer="identity", bias_initializer="zeros")
-        self.solver = layer
-
-    def call(self, x: tf.Tensor, labels: tf.Tensor) -> ftf.SolverOutput:
-        return self.solver(self.dense(x), labels)
-
-
 def test_a_keras_model_trains_its_weights_through_the_layer_inside_tf_function(
     boards: tuple[np.ndarray, ...],
 ) -> None:
+    tf, keras, ftf = tensorflow_modules()
+
+    class Reader(keras.Model):  # type: ignore[name-defined]
+        """A Dense reader of noisy one-hot digits into logits, through the solver layer."""
+
+        def __init__(self, layer: Any) -> None:
+            super().__init__()
+            self.dense = keras.layers.Dense(4, kernel_initializer="identity", bias_initializer="zeros")
+            self.solver = layer
+
+        def call(self, x: Any, labels: Any) -> Any:
+            return self.solver(self.dense(x), labels)
+
     logits, labels, _ = boards
     with LocalSolver() as solver:
         model = Reader(ftf.ConstraintLayer(PROGRAM, "solve", MinProbability(0.05), Abduction(), client=solver))
@@ -50,7 +48,7 @@ def test_a_keras_model_trains_its_weights_through_the_layer_inside_tf_function(
         x = tf.constant(logits.astype(np.float32))
 
         @tf.function
-        def step() -> tf.Tensor:
+        def step() -> Any:
             with tf.GradientTape() as tape:
                 out = model(x, labels)
                 t = tf.one_hot(labels, 4)
@@ -67,6 +65,7 @@ def test_a_keras_model_trains_its_weights_through_the_layer_inside_tf_function(
 
 
 def test_tensorflow_layer_checks_its_inputs_with_the_torch_layers_messages() -> None:
+    tf, _, ftf = tensorflow_modules()
     with LocalSolver() as solver:
         layer = ftf.ConstraintLayer(PROGRAM, client=solver)
         with pytest.raises(ValueError, match="N = 15 does not match the program's 16 variables"):
