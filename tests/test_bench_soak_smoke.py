@@ -41,7 +41,15 @@ def test_every_caller_called_and_nothing_was_lost_or_wrong(report: str) -> None:
     cells = row(report)
     answers = cells[2]
     load, fuzz, long = (re.search(rf"{who}: ([^;]*)", answers).group(1) for who in ("load", "fuzz", "long"))  # type: ignore[union-attr]
-    assert "OK" in load and "INVALID_ARGUMENT" in fuzz and "DEADLINE_EXCEEDED" in long, answers
+    assert "OK" in load and "INVALID_ARGUMENT" in fuzz, answers
+    # a long search ends at its deadline, unless a fuzz caller's valid Admin.Reset aborted it first (the fuzz mix
+    # includes Reset; with the few long jobs of a quick run, every one of them can meet a reset): nothing else
+    before_stop = re.sub(r" \(after SIGTERM:.*", "", long)
+    assert before_stop and set(re.findall(r"[A-Z_]{3,}", before_stop)) <= {"DEADLINE_EXCEEDED", "UNAVAILABLE"}, long
+    if "UNAVAILABLE" in before_stop:
+        why = re.search(r"long job UNAVAILABLE before SIGTERM: ([^;]*);", report)
+        reset = r"\d+ x 'device: the job was aborted for an operator's reset \(Admin\.Reset\)'"
+        assert why is not None and re.fullmatch(reset, why.group(1)), why
     assert "UNKNOWN" not in fuzz and "INTERNAL" not in fuzz and "client:" not in answers, answers
     assert (cells[3], cells[4]) == ("0", "0"), f"lost {cells[3]}, wrong {cells[4]}"
     assert float(cells[5].removesuffix(" s")) <= 0.5, "a call ran past its own deadline"
