@@ -28,8 +28,9 @@ import torch
 from fpgacsp_proto.isa import Program, Status
 
 from .torch_layer import ConstraintLayer as TorchConstraintLayer
-from .torch_layer import Discretizer, Estimator, LayerInfo, _op
-from .torch_layer._discretize import check_labels_structure, check_logits_finite, check_logits_structure
+from .torch_layer import Discretizer, Estimator, _op
+from .torch_layer._discretize import check_logits_finite
+from .torch_layer._frontend import FrontEnd, check_structure, host_tensor
 
 __all__ = ["ConstraintLayer", "SolverOutput"]
 
@@ -48,7 +49,7 @@ class SolverOutput(NamedTuple):
         return self.status == int(Status.SOLVED)
 
 
-class ConstraintLayer:
+class ConstraintLayer(FrontEnd):
     """Solve ``program`` for each instance of a batch of logits ``[B, N, D]``, as a JAX function.
 
     The arguments are :class:`fpgacsp.ConstraintLayer`'s (``mode``, ``discretize``, ``ste``, ``target`` or
@@ -64,66 +65,24 @@ class ConstraintLayer:
         ste: str | Estimator = "identity",
         **options: Any,
     ) -> None:
-        self.core = TorchConstraintLayer(program, mode, discretize, ste, **options)
+        self._build_core(program, mode, discretize, ste, options)
         self._apply = _make_apply(self.core)
 
-    @property
-    def info(self) -> LayerInfo | None:
-        """The last forward's :class:`fpgacsp.LayerInfo` (and its backward's), as the PyTorch layer keeps it."""
-        return self.core.info
-
-    @property
-    def ste(self) -> Estimator:
-        return self.core.ste
-
-    @ste.setter
-    def ste(self, estimator: str | Estimator) -> None:
-        self.core.ste = _estimator(estimator)
-
     def __call__(self, logits: Any, labels: Any = None) -> SolverOutput:
-        program = self.core.program
         x = jnp.asarray(logits)
-        if x.ndim != 3 or not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(
-                f"expected floating logits of shape [B, N, D] = [B, {program.num_vars}, {program.domain_size}], "
-                f"got {x.dtype} {list(x.shape)}"
-            )
-        # the PyTorch layer's structural checks, on a tensor of the same shape and dtype that holds no data
-        meta = torch.empty(x.shape, dtype=_torch_dtype(x.dtype), device="meta")
-        self._check(meta, None if labels is None else jnp.asarray(labels))
+        lab = None if labels is None else jnp.asarray(labels)
+        if lab is None:
+            check_structure(self.core.program, x.shape, np.dtype(x.dtype).name)
+        else:
+            check_structure(self.core.program, x.shape, np.dtype(x.dtype).name, lab.shape, np.dtype(lab.dtype).name)
         if not isinstance(x, jax.core.Tracer):
             # concrete logits (eager): the value check raises here, as PyTorch's does; under jit it runs in the
             # callback and reaches the caller inside JAX's JaxRuntimeError, the same message included
-            check_logits_finite(_tensor(np.asarray(x)))
-        has_labels = labels is not None
-        lab = jnp.asarray(labels, dtype=jnp.int32) if has_labels else jnp.zeros(x.shape[:2], jnp.int32)
+            check_logits_finite(host_tensor(x))
+        has_labels = lab is not None
+        lab = lab.astype(jnp.int32) if lab is not None else jnp.zeros(x.shape[:2], jnp.int32)
         values, status, nodes = self._apply(x, lab, has_labels)
         return SolverOutput(values, status, nodes)
-
-    def _check(self, meta: torch.Tensor, labels: Any) -> None:
-        program = self.core.program
-        check_logits_structure(meta, program.num_vars, program.domain_size)
-        if labels is not None:
-            if not jnp.issubdtype(labels.dtype, jnp.integer):
-                raise TypeError(
-                    f"labels: expected integer values 0..{program.domain_size - 1} (-1 where unobserved), got dtype "
-                    f"{labels.dtype}; pass values, not one-hot rows (one_hot.argmax(-1))"
-                )
-            check_labels_structure(torch.empty(labels.shape, dtype=torch.int64, device="meta"), meta.shape)
-
-
-def _estimator(ste: str | Estimator) -> Estimator:
-    from .torch_layer import make_estimator
-
-    return make_estimator(ste)
-
-
-def _torch_dtype(dtype: Any) -> torch.dtype:
-    name = np.dtype(dtype).name
-    if name == "bfloat16":
-        return torch.bfloat16
-    dtype_: torch.dtype = getattr(torch, name)
-    return dtype_
 
 
 def _make_apply(core: TorchConstraintLayer) -> Any:
@@ -133,8 +92,8 @@ def _make_apply(core: TorchConstraintLayer) -> Any:
     def forward_host(logits: np.ndarray, labels: np.ndarray, has_labels: bool) -> tuple[np.ndarray, ...]:
         # vmap's broadcast_all hands extra leading axes: instances are independent, so all go in one solve
         logits, labels = np.asarray(logits), np.asarray(labels)
-        x = _tensor(logits.reshape(-1, *logits.shape[-2:]))
-        lab = _tensor(labels.reshape(-1, labels.shape[-1]).astype(np.int64)) if has_labels else None
+        x = host_tensor(logits.reshape(-1, *logits.shape[-2:]))
+        lab = host_tensor(labels.reshape(-1, labels.shape[-1]).astype(np.int64)) if has_labels else None
         with torch.no_grad():
             values, status, nodes = _op.solve(x, handle, lab)
         int_type = _int_type()
@@ -152,8 +111,8 @@ def _make_apply(core: TorchConstraintLayer) -> Any:
         lead = logits.shape[:-3]
         out = np.empty_like(logits)
         for i in np.ndindex(*lead):
-            lab = _tensor(labels[i].astype(np.int64)) if has_labels else None
-            g = _op.solve_backward(_tensor(logits[i]), _tensor(values[i]), _tensor(grad[i]), handle, lab)
+            lab = host_tensor(labels[i].astype(np.int64)) if has_labels else None
+            g = _op.solve_backward(host_tensor(logits[i]), host_tensor(values[i]), host_tensor(grad[i]), handle, lab)
             out[i] = g.numpy()
         return out
 
@@ -192,11 +151,6 @@ def _make_apply(core: TorchConstraintLayer) -> Any:
     apply = jax.custom_vjp(solve, nondiff_argnums=(2,))
     apply.defvjp(apply_fwd, apply_bwd)
     return apply
-
-
-def _tensor(a: np.ndarray) -> torch.Tensor:
-    """A CPU tensor of its own (the callback's arrays are read-only views of JAX's buffers)."""
-    return torch.from_numpy(np.array(a, order="C"))
 
 
 def _int_type() -> Any:

@@ -17,9 +17,9 @@ import tensorflow as tf
 import torch
 from fpgacsp_proto.isa import Program, Status
 
-from .torch_layer import ConstraintLayer as TorchConstraintLayer
-from .torch_layer import Discretizer, Estimator, LayerInfo, _op, make_estimator
-from .torch_layer._discretize import check_labels_structure, check_logits_finite, check_logits_structure
+from .torch_layer import Discretizer, Estimator, _op
+from .torch_layer._discretize import check_logits_finite
+from .torch_layer._frontend import FrontEnd, check_structure, host_tensor
 
 __all__ = ["ConstraintLayer", "SolverOutput"]
 
@@ -38,7 +38,7 @@ class SolverOutput(NamedTuple):
         return self.status == int(Status.SOLVED)
 
 
-class ConstraintLayer(keras.layers.Layer):
+class ConstraintLayer(FrontEnd, keras.layers.Layer):
     """Solve ``program`` for each instance of a batch of logits ``[B, N, D]``, as a Keras layer.
 
     The arguments are :class:`fpgacsp.ConstraintLayer`'s (``mode``, ``discretize``, ``ste``, ``target`` or
@@ -56,45 +56,19 @@ class ConstraintLayer(keras.layers.Layer):
         **options: Any,
     ) -> None:
         super().__init__(trainable=False, autocast=False)
-        self.core = TorchConstraintLayer(program, mode, discretize, ste, **options)
-
-    @property
-    def info(self) -> LayerInfo | None:
-        """The last forward's :class:`fpgacsp.LayerInfo` (and its backward's), as the PyTorch layer keeps it."""
-        return self.core.info
-
-    @property
-    def ste(self) -> Estimator:
-        return self.core.ste
-
-    @ste.setter
-    def ste(self, estimator: str | Estimator) -> None:
-        self.core.ste = make_estimator(estimator)
+        self._build_core(program, mode, discretize, ste, options)
 
     def call(self, logits: Any, labels: Any = None) -> SolverOutput:
-        program = self.core.program
         x = tf.convert_to_tensor(logits)
-        if x.shape.rank != 3 or not x.dtype.is_floating:
-            raise ValueError(
-                f"expected floating logits of shape [B, N, D] = [B, {program.num_vars}, {program.domain_size}], "
-                f"got {x.dtype.name} {x.shape.as_list() if x.shape.rank is not None else 'of unknown rank'}"
-            )
-        shape = [1 if d is None else d for d in x.shape.as_list()]  # a batch unknown while tracing: any B >= 1
-        meta = torch.empty(shape, dtype=getattr(torch, x.dtype.name), device="meta")
-        check_logits_structure(meta, program.num_vars, program.domain_size)
+        shape = x.shape.as_list() if x.shape.rank is not None else []
+        lab = None if labels is None else tf.convert_to_tensor(labels)
+        if lab is None:
+            check_structure(self.core.program, shape, x.dtype.name)
+        else:
+            check_structure(self.core.program, shape, x.dtype.name, lab.shape.as_list(), lab.dtype.name)
         if tf.executing_eagerly():
-            check_logits_finite(torch.from_numpy(np.array(x.numpy())))  # else inside the op, at run time
-        if labels is None:
-            return SolverOutput(*_solve(self.core._handle, x, None))
-        lab = tf.convert_to_tensor(labels)
-        if not lab.dtype.is_integer:
-            raise TypeError(
-                f"labels: expected integer values 0..{program.domain_size - 1} (-1 where unobserved), got dtype "
-                f"{lab.dtype.name}; pass values, not one-hot rows (one_hot.argmax(-1))"
-            )
-        lab_shape = [shape[0] if d is None else d for d in lab.shape.as_list()]
-        check_labels_structure(torch.empty(lab_shape, dtype=torch.int64, device="meta"), shape)
-        return SolverOutput(*_solve(self.core._handle, x, tf.cast(lab, tf.int64)))
+            check_logits_finite(host_tensor(x.numpy()))  # else inside the op, at run time
+        return SolverOutput(*_solve(self.core._handle, x, None if lab is None else tf.cast(lab, tf.int64)))
 
     def compute_output_spec(self, logits: Any, labels: Any = None) -> SolverOutput:
         batch = logits.shape[0]
@@ -112,12 +86,12 @@ def _solve(handle: int, logits: tf.Tensor, labels: tf.Tensor | None) -> tuple[tf
 
     def forward_host(x: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with torch.no_grad():
-            values, status, nodes = _op.solve(_tensor(x), handle, _tensor(lab) if has_labels else None)
+            values, status, nodes = _op.solve(host_tensor(x), handle, host_tensor(lab) if has_labels else None)
         return values.numpy(), status.numpy(), nodes.numpy()
 
     def backward_host(x: np.ndarray, values: np.ndarray, grad: np.ndarray, lab: np.ndarray) -> np.ndarray:
         out = _op.solve_backward(
-            _tensor(x), _tensor(values), _tensor(grad), handle, _tensor(lab) if has_labels else None
+            host_tensor(x), host_tensor(values), host_tensor(grad), handle, host_tensor(lab) if has_labels else None
         )
         return out.numpy()
 
@@ -143,8 +117,3 @@ def _solve(handle: int, logits: tf.Tensor, labels: tf.Tensor | None) -> tuple[tf
 
     values, status, nodes = apply(logits, lab)
     return values, status, nodes
-
-
-def _tensor(a: np.ndarray) -> torch.Tensor:
-    """A CPU tensor of its own (TensorFlow's arrays may be read-only views of its buffers)."""
-    return torch.from_numpy(np.array(a, order="C"))
